@@ -1,0 +1,91 @@
+"""Truth tests of gen_jax.nets.transformer: causality and the key/value cache."""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from gen_jax.nets.transformer import Transformer
+
+V, T, B = 11, 12, 3
+
+
+def _model(**kw):
+  kw = dict(vocab_size=V, max_len=T, num_layers=2, num_heads=2, embed_dim=16) | kw
+  return Transformer(**kw)
+
+
+def _setup(seed=0, **kw):
+  model = _model(**kw)
+  tokens = jax.random.randint(jax.random.key(seed), (B, T), 0, V)
+  params = model.init(jax.random.key(seed + 1), tokens)
+  return model, params, tokens
+
+
+def test_shapes_and_tied_embeddings():
+  model, params, tokens = _setup()
+  logits = model.apply(params, tokens)
+  assert logits.shape == (B, T, V)
+  names = set(params["params"])
+  assert "wte" in names and not any("head" in n for n in names)  # output uses wte^T
+
+
+@pytest.mark.parametrize("t", [0, 5, T - 1])
+def test_causality_changing_token_t_leaves_earlier_logits(t):
+  model, params, tokens = _setup(use_bias=True)
+  changed = tokens.at[:, t].set((tokens[:, t] + 1) % V)
+  a, b = model.apply(params, tokens), model.apply(params, changed)
+  np.testing.assert_array_equal(np.asarray(a[:, :t]), np.asarray(b[:, :t]))
+  assert np.abs(np.asarray(a[:, t:] - b[:, t:])).max() > 1e-4  # the change is seen from t on
+
+
+def test_bidirectional_sees_the_future():
+  model, params, tokens = _setup(causal=False)
+  changed = tokens.at[:, -1].set((tokens[:, -1] + 1) % V)
+  a, b = model.apply(params, tokens), model.apply(params, changed)
+  assert np.abs(np.asarray(a[:, 0] - b[:, 0])).max() > 1e-4
+
+
+@pytest.mark.parametrize("prefill", [1, 4])
+def test_cached_logits_equal_full_forward_at_every_position(prefill):
+  model, params, tokens = _setup(use_bias=True)
+  full = model.apply(params, tokens)
+  cache = model.apply(params, B, method=Transformer.init_cache)
+  step = jax.jit(lambda tok, cache, i: model.apply(params, tok, cache, i, method=Transformer.decode))
+  logits, cache = step(tokens[:, :prefill], cache, 0)
+  got = [logits]
+  for i in range(prefill, T):
+    logits, cache = step(tokens[:, i:i + 1], cache, i)
+    got.append(logits)
+  np.testing.assert_allclose(np.concatenate(got, 1), full, atol=1e-5, rtol=0)
+
+
+def test_conditioning_prefix_is_attended_and_cached():
+  model, params, tokens = _setup()
+  cond = jax.random.normal(jax.random.key(7), (B, 2, 16))
+  short = tokens[:, :T - 2]
+  full = model.apply(params, short, cond=cond)
+  assert full.shape == (B, T - 2, V)
+  assert np.abs(np.asarray(full - model.apply(params, short, cond=-cond))).max() > 1e-4
+  cache = model.apply(params, B, method=Transformer.init_cache)
+  logits, cache = model.apply(params, short[:, :3], cache, 0, cond=cond, method=Transformer.decode)
+  got = [logits]
+  for i in range(3, T - 2):
+    logits, cache = model.apply(params, short[:, i:i + 1], cache, i + 2, method=Transformer.decode)
+    got.append(logits)
+  np.testing.assert_allclose(np.concatenate(got, 1), full, atol=1e-5, rtol=0)
+
+
+def test_dropout_only_in_training():
+  model, params, tokens = _setup(dropout=0.5)
+  a = model.apply(params, tokens)
+  np.testing.assert_array_equal(a, model.apply(params, tokens))
+  c = model.apply(params, tokens, train=True, rngs={"dropout": jax.random.key(3)})
+  assert np.abs(np.asarray(a - c)).max() > 1e-3
+
+
+def test_too_long_input_is_an_error():
+  model, params, _ = _setup()
+  with pytest.raises(ValueError, match="max_len"):
+    model.apply(params, jnp.zeros((1, T + 1), jnp.int32))
