@@ -1,0 +1,54 @@
+"""Fields every gen_jax config has (DESIGN.md, "Entry points, config fields and outputs").
+
+Each paradigm's config file calls `base_config(paradigm, dataset)` and then sets
+its own `config.model` fields and any defaults it changes.
+"""
+from __future__ import annotations
+
+import ml_collections
+
+# Datasets whose raw files must be supplied by the user (TFDS manual dir), and
+# where this repository's shared data folder keeps them when it exists.
+SHARED_MANUAL_DIRS = {
+    "mnist_idx": "../shared/data/mnist",
+    "text_file": "../shared/data/tiny_shakespeare",
+}
+
+
+def base_config(paradigm: str, dataset: str) -> ml_collections.ConfigDict:
+  config = ml_collections.ConfigDict()
+  config.paradigm = paradigm          # module name in gen_jax/paradigms/
+  config.dataset = dataset            # TFDS name: digits, toy2d/eight_gaussians, mnist_idx, text_file, mnist, ...
+  config.data_dir = ""                # TFDS data dir; "" = ~/.cache/gen_jax/tensorflow_datasets (or $GEN_JAX_DATA_DIR)
+  config.manual_dir = SHARED_MANUAL_DIRS.get(dataset, "")  # raw files for mnist_idx / text_file
+  config.preprocess = "none"          # per-example preprocessing in the input pipeline: none | binarize
+  config.seq_len = 64                 # tokens per training window (text datasets only)
+  config.seed = 0
+  config.batch_size = 128             # global batch, split over the mesh's data axis
+  config.eval_batch_size = 256
+  config.num_train_steps = 2_000
+  config.log_every_steps = 50
+  config.eval_every_steps = 1_000
+  config.checkpoint_every_steps = 500
+  config.sample_every_steps = 1_000
+  config.num_samples = 64             # samples in each grid written to workdir/samples/
+  config.keep_checkpoints = 3
+  config.on_nonfinite = "halt"        # halt | skip: what a NaN/inf loss or gradient does
+  config.mesh = "data=-1,fsdp=1"      # axis sizes; -1 takes all remaining devices
+
+  config.optimizer = ml_collections.ConfigDict()
+  config.optimizer.name = "adam"      # adam | adamw | sgd
+  config.optimizer.learning_rate = 1e-3
+  config.optimizer.schedule = "constant"  # constant | cosine (to learning_rate * final_lr_factor)
+  config.optimizer.warmup_steps = 0
+  config.optimizer.final_lr_factor = 0.1
+  config.optimizer.b1 = 0.9
+  config.optimizer.b2 = 0.999
+  config.optimizer.weight_decay = 0.0     # adamw: applied to matrices (ndim >= 2) only
+  config.optimizer.grad_clip_norm = 1.0   # global-norm clipping; 0 = off
+  # Per-player overrides for multi-player paradigms, e.g. {"discriminator": {"learning_rate": 4e-4}}.
+  config.optimizer.per_player = ml_collections.ConfigDict()
+
+  config.ema_decay = 0.0              # 0 = no EMA; samples use EMA params when > 0
+  config.model = ml_collections.ConfigDict()
+  return config

@@ -1,0 +1,48 @@
+"""What a paradigm needs to know about a dataset, independent of how it is stored."""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Optional
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetInfo:
+  """Static description of a dataset.
+
+  Attributes:
+    name: the dataset name as configs spell it ("digits", "toy2d/eight_gaussians",
+      "mnist_idx", "text_file", ...).
+    kind: "image" (batch key "image", uint8 levels [B, H, W, C] + "label"),
+      "points" (batch key "x", float32 [B, D]) or "text" (batch key "tokens",
+      int32 [B, seq_len + 1]).
+    shape: the shape of one example's modelled array ("image": (H, W, C);
+      "points": (D,); "text": (seq_len + 1,)).
+    num_levels: number of discrete levels of an image sub-pixel (17 for digits,
+      256 for MNIST, 2 when binarized); None for points and text.
+    num_classes: number of labels, or None.
+    vocab: for text, the characters in token order (token i is vocab[i]).
+    num_examples: examples per split, e.g. {"train": 1437, "test": 360}.
+  """
+  name: str
+  kind: str
+  shape: tuple
+  num_levels: Optional[int] = None
+  num_classes: Optional[int] = None
+  vocab: Optional[str] = None
+  num_examples: Optional[dict] = None
+
+  @property
+  def num_dims(self) -> int:
+    """Dimensions that bits/dim divides by (sub-pixels, coordinates or tokens)."""
+    if self.kind == "text":
+      return self.shape[0] - 1
+    return math.prod(self.shape)
+
+  @property
+  def vocab_size(self) -> Optional[int]:
+    return None if self.vocab is None else len(self.vocab)
+
+  @property
+  def data_key(self) -> str:
+    return {"image": "image", "points": "x", "text": "tokens"}[self.kind]

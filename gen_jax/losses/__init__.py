@@ -1,0 +1,1 @@
+"""Pure losses. Never import gen_jax.train, gen_jax.data or experiments."""

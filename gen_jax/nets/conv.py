@@ -1,0 +1,60 @@
+"""Convolutional encoders and decoders for small images (8x8 digits, 28x28 MNIST).
+
+Each of the `channels` stages halves (encoder) or doubles (decoder) the
+resolution with a stride-2 convolution, so H and W must be divisible by
+2 ** len(channels).
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+
+def check_divisible(shape, num_stages: int, what: str) -> None:
+  h, w = shape[0], shape[1]
+  factor = 2 ** num_stages
+  if h % factor or w % factor:
+    raise ValueError(
+        f"{what}: image {h}x{w} is not divisible by 2**{num_stages} = {factor} "
+        f"({num_stages} stride-2 stages); use fewer entries in model.channels.")
+
+
+class ConvEncoder(nn.Module):
+  """[B, H, W, C] -> [B, out_features] through stride-2 conv stages."""
+  channels: Sequence[int] = (32, 64)
+  out_features: int = 32
+
+  @nn.compact
+  def __call__(self, x):
+    x = nn.gelu(nn.Conv(self.channels[0], (3, 3))(x))
+    for c in self.channels:
+      x = nn.gelu(nn.Conv(c, (4, 4), strides=(2, 2))(x))
+      x = nn.gelu(nn.Conv(c, (3, 3))(x))
+    x = x.reshape(x.shape[0], -1)
+    return nn.Dense(self.out_features)(x)
+
+
+class ConvDecoder(nn.Module):
+  """[B, D] -> [B, H, W, out_channels] mirroring ConvEncoder."""
+  image_shape: Sequence[int] = (8, 8, 1)
+  channels: Sequence[int] = (32, 64)
+  out_channels: int = 1
+
+  @nn.compact
+  def __call__(self, z):
+    factor = 2 ** len(self.channels)
+    h, w = self.image_shape[0] // factor, self.image_shape[1] // factor
+    x = nn.Dense(h * w * self.channels[-1])(z)
+    x = nn.gelu(x.reshape(z.shape[0], h, w, self.channels[-1]))
+    for c in reversed(self.channels):
+      x = nn.gelu(nn.Conv(c, (3, 3))(x))
+      x = nn.gelu(nn.ConvTranspose(c, (4, 4), strides=(2, 2))(x))
+    x = nn.gelu(nn.Conv(self.channels[0], (3, 3))(x))
+    return nn.Conv(self.out_channels, (3, 3))(x)
+
+
+def to_unit_range(x_levels, num_levels: int):
+  """Integer levels 0..L-1 -> floats in [-1, 1]."""
+  return jnp.asarray(x_levels, jnp.float32) / (num_levels - 1) * 2.0 - 1.0

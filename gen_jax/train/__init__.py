@@ -1,0 +1,1 @@
+"""The training loop, train state, sharding, checkpointing and metric writers."""

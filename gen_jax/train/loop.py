@@ -1,0 +1,252 @@
+"""The one training loop: any paradigm, any mesh, resumable, with metrics and samples.
+
+    state = train(config, workdir)
+
+1. Shapes first: the paradigm's init is `jax.eval_shape`d, shardings are
+   derived from the shapes, and the state is born sharded by a jitted init.
+2. The step is one `jax.jit` with explicit in/out shardings over a
+   `Mesh(data, fsdp)`; its key is `fold_in(train_key, step)`.
+3. Orbax saves the state and the grain iterator together; relaunching the same
+   command resumes exactly (bitwise) where the newest checkpoint left off.
+4. SIGTERM saves and exits cleanly; a NaN/inf loss or gradient halts the run
+   naming the step and never reaches a checkpoint (or, with
+   `on_nonfinite="skip"`, the step is skipped).
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import signal
+import threading
+from typing import Any
+
+import jax
+import numpy as np
+import tqdm
+
+from gen_jax import data as data_lib
+from gen_jax.errors import NonFiniteError, UserError
+from gen_jax.eval.likelihood import evaluate_likelihood
+from gen_jax.paradigms import load_paradigm
+from gen_jax.train import checkpoint as ckpt_lib
+from gen_jax.train import optim
+from gen_jax.train import sharding as shard_lib
+from gen_jax.train.metrics import MetricWriter
+from gen_jax.train.state import NONFINITE_NAMES, TrainState, init_state, make_train_step
+from gen_jax.utils import images
+
+
+def data_kwargs(config) -> dict:
+  return dict(data_dir=config.data_dir or None, manual_dir=config.manual_dir or None,
+              preprocess=config.preprocess, seq_len=config.seq_len)
+
+
+def run_keys(seed: int) -> dict:
+  """Every key of a run, derived from the config seed (nothing else invents keys)."""
+  base = jax.random.key(seed)
+  return {name: jax.random.fold_in(base, i)
+          for i, name in enumerate(("init", "train", "eval", "sample"))}
+
+
+@dataclasses.dataclass
+class Run:
+  """Everything built from a config, before any training."""
+  config: Any
+  info: Any
+  paradigm: Any
+  mesh: Any
+  optimizers: dict
+  schedules: dict
+  abstract_state: Any
+  state_shardings: Any
+  keys: dict
+
+  def put_batch(self, batch):
+    return shard_lib.put_batch(batch, self.mesh)
+
+  def init_state(self, example_batch) -> TrainState:
+    def init_fn(rng, batch):
+      params = self.paradigm.init(rng, batch)
+      return init_state(self.paradigm, self.optimizers, params, self.config.ema_decay)
+    return jax.jit(init_fn, out_shardings=self.state_shardings)(self.keys["init"], example_batch)
+
+  def sampling_params(self, state: TrainState):
+    return state.ema_params if state.ema_params is not None else state.params
+
+
+def example_batch(info, batch_size: int = 2) -> dict:
+  """A zero batch with the dataset's shapes and dtypes (for shape-only init)."""
+  if info.kind == "image":
+    return {"image": np.zeros((batch_size, *info.shape), np.uint8),
+            "label": np.zeros((batch_size,), np.int32)}
+  if info.kind == "points":
+    return {"x": np.zeros((batch_size, *info.shape), np.float32)}
+  return {"tokens": np.zeros((batch_size, *info.shape), np.int32)}
+
+
+def build(config, info=None, paradigm=None) -> Run:
+  """Dataset info, paradigm, mesh, optimizers and the abstract sharded state."""
+  if info is None:
+    info = data_lib.get_info(config.dataset, **data_kwargs(config))
+  if paradigm is None:
+    try:
+      paradigm = load_paradigm(config, info)
+    except (ValueError, TypeError) as e:
+      raise UserError(f"config.model does not fit dataset {config.dataset!r}: {e}") from None
+  mesh = shard_lib.make_mesh(config.mesh)
+  shard_lib.global_batch_size_check(config.batch_size, mesh)
+  players = paradigm.players or (None,)
+  optimizers, schedules = {}, {}
+  for p in players:
+    optimizers[p], schedules[p] = optim.make_optimizer(config.optimizer, config.num_train_steps, p)
+  keys = run_keys(config.seed)
+
+  def init_fn(rng, batch):
+    return init_state(paradigm, optimizers, paradigm.init(rng, batch), config.ema_decay)
+
+  abstract = jax.eval_shape(init_fn, keys["init"], example_batch(info))
+  shardings = shard_lib.tree_shardings(abstract, mesh)
+  abstract = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+                          abstract, shardings)
+  return Run(config, info, paradigm, mesh, optimizers, schedules, abstract, shardings, keys)
+
+
+def jit_train_step(run: Run):
+  step = make_train_step(run.paradigm, run.optimizers, run.schedules, run.config.ema_decay,
+                         skip_nonfinite=run.config.on_nonfinite == "skip")
+  replicated = shard_lib.replicated(run.mesh)
+  return jax.jit(step, in_shardings=(run.state_shardings, shard_lib.batch_sharding(run.mesh),
+                                     replicated),
+                 out_shardings=(run.state_shardings, replicated), donate_argnums=0)
+
+
+def evaluate(run: Run, state: TrainState, split: str = "test", max_examples=None) -> dict | None:
+  """bits/dim (or nats/token) of the sampling params on a split; None without a likelihood."""
+  if run.paradigm.log_likelihood is None:
+    return None
+  cfg = run.config
+  batches = data_lib.eval_batches(
+      cfg.dataset, split=split, batch_size=cfg.eval_batch_size, max_examples=max_examples,
+      process_index=jax.process_index(), process_count=jax.process_count(), **data_kwargs(cfg))
+  ll_fn = jax.jit(run.paradigm.log_likelihood)
+  return evaluate_likelihood(ll_fn, run.sampling_params(state), batches, run.keys["eval"],
+                             run.info, put=run.put_batch,
+                             likelihood_is_exact=run.paradigm.likelihood_is_exact, split=split)
+
+
+def write_samples(run: Run, state: TrainState, workdir: str, step: int) -> str | None:
+  """samples/step_<N>.png (or .txt for text) from the sampling params."""
+  samples = run.paradigm.sample(run.sampling_params(state),
+                                jax.random.fold_in(run.keys["sample"], step),
+                                run.config.num_samples)
+  samples = np.asarray(jax.device_get(samples))
+  path = os.path.join(workdir, "samples", f"step_{step}")
+  if run.info.kind == "text":
+    text = "\n\n---\n\n".join("".join(run.info.vocab[t] for t in row) for row in samples[:8])
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path + ".txt", "w") as f:
+      f.write(text)
+    return path + ".txt"
+  images.save_png(images.to_picture(samples), path + ".png")
+  return path + ".png"
+
+
+class _SigtermFlag:
+  """Sets a flag on SIGTERM (preemption) so the loop saves and exits cleanly."""
+
+  def __init__(self):
+    self.raised = False
+    self._previous = None
+
+  def __enter__(self):
+    if threading.current_thread() is threading.main_thread():
+      self._previous = signal.signal(signal.SIGTERM, self._handle)
+    return self
+
+  def _handle(self, signum, frame):
+    logging.warning("SIGTERM received: saving a checkpoint and exiting.")
+    self.raised = True
+
+  def __exit__(self, *exc):
+    if self._previous is not None:
+      signal.signal(signal.SIGTERM, self._previous)
+
+
+def _check_finite(state: TrainState) -> None:
+  bad = int(jax.device_get(state.nonfinite_step))
+  if bad >= 0:
+    what = NONFINITE_NAMES.get(int(jax.device_get(state.nonfinite_what)), "loss")
+    raise NonFiniteError(
+        f"The {what} became NaN/inf at step {bad}; the run stopped and its newest checkpoint "
+        "is the last good state. Lower optimizer.learning_rate, set "
+        "optimizer.grad_clip_norm, or set --config.on_nonfinite=skip to skip such steps.")
+
+
+def train(config, workdir: str, *, progress: bool = True) -> TrainState:
+  """Trains `config` in `workdir`, resuming from its newest checkpoint if any."""
+  is_main = jax.process_index() == 0
+  ckpt_lib.check_or_write_config(workdir, config, write=is_main)
+  if config.on_nonfinite not in ("halt", "skip"):
+    raise UserError(f"config.on_nonfinite={config.on_nonfinite!r}; use 'halt' or 'skip'.")
+  run = build(config)
+  train_iter = data_lib.train_iterator(
+      config.dataset, batch_size=config.batch_size, seed=config.seed,
+      process_index=jax.process_index(), process_count=jax.process_count(), **data_kwargs(config))
+  manager = ckpt_lib.make_manager(workdir, config.keep_checkpoints)
+  state, start = ckpt_lib.restore_latest(manager, run.abstract_state, train_iter)
+  writer = MetricWriter(workdir, enabled=is_main)
+  if state is None:
+    start = 0
+    state = run.init_state(example_batch(run.info, config.batch_size))
+  else:
+    logging.info("Resumed from step %d of %s.", start, workdir)
+  writer.truncate_after(start)
+  train_step = jit_train_step(run)
+  train_key = run.keys["train"]
+  total = config.num_train_steps
+  bar = tqdm.tqdm(total=total, initial=start, disable=not (progress and is_main),
+                  desc=f"{config.paradigm}/{config.dataset}", dynamic_ncols=True)
+  pending = []          # metrics of steps not yet written (fetched lazily)
+  step = start
+
+  def flush():
+    if pending:
+      logged = jax.device_get(pending)
+      for s, m in logged:
+        writer.write(s, m)
+      bar.set_postfix(loss=f"{float(logged[-1][1]['loss']):.4f}")
+      pending.clear()
+
+  def save(step):
+    _check_finite(state)
+    ckpt_lib.save(manager, step, state, train_iter)
+
+  with _SigtermFlag() as sigterm:
+    try:
+      while step < total:
+        batch = run.put_batch(next(train_iter))
+        state, metrics = train_step(state, batch, train_key)
+        step += 1
+        bar.update(1)
+        if step % config.log_every_steps == 0 or step == total:
+          pending.append((step, metrics))
+          flush()
+          _check_finite(state)
+        if step % config.checkpoint_every_steps == 0 or step == total or sigterm.raised:
+          save(step)
+        if sigterm.raised:
+          break
+        if step % config.eval_every_steps == 0 or step == total:
+          result = evaluate(run, state)
+          if result is not None:
+            writer.write(step, {f"eval/{k}": v for k, v in result.items()
+                                if isinstance(v, (int, float)) and not isinstance(v, bool)})
+        if is_main and (step % config.sample_every_steps == 0 or step == total):
+          write_samples(run, state, workdir, step)
+    finally:
+      bar.close()
+      manager.wait_until_finished()
+      manager.close()
+      writer.close()
+  return state

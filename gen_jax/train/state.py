@@ -1,0 +1,96 @@
+"""The train state and the one jitted training step, for any paradigm.
+
+The step knows nothing of families: it differentiates `paradigm.loss` (or, for
+a multi-player paradigm, each player's loss with respect to that player's
+parameters, in the order of `paradigm.update_schedule`), applies the player's
+optax optimizer, updates the EMA and records the first non-finite step.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import optax
+
+from gen_jax.paradigms.base import Paradigm
+
+# Codes for TrainState.nonfinite_what.
+NONFINITE_NONE, NONFINITE_LOSS, NONFINITE_GRADS = 0, 1, 2
+NONFINITE_NAMES = {NONFINITE_LOSS: "loss", NONFINITE_GRADS: "gradient norm"}
+
+
+@flax.struct.dataclass
+class TrainState:
+  step: jax.Array            # int32 scalar: number of updates applied
+  params: Any
+  opt_state: Any             # one optax state, or {player: state}
+  ema_params: Any            # None when config.ema_decay == 0
+  nonfinite_step: jax.Array  # int32: first step whose loss/grads were NaN/inf, -1 if none
+  nonfinite_what: jax.Array  # int32: NONFINITE_* code of that step
+
+
+def init_state(paradigm: Paradigm, optimizers, params, ema_decay: float) -> TrainState:
+  if paradigm.players:
+    opt_state = {p: optimizers[p].init(params[p]) for p in paradigm.players}
+  else:
+    opt_state = optimizers[None].init(params)
+  return TrainState(
+      step=jnp.zeros((), jnp.int32), params=params, opt_state=opt_state,
+      ema_params=params if ema_decay > 0 else None,
+      nonfinite_step=-jnp.ones((), jnp.int32),
+      nonfinite_what=jnp.zeros((), jnp.int32))
+
+
+def _update(loss_fn, optimizer, params, opt_state, batch, rng):
+  """One gradient step of `loss_fn(params, batch, rng)` -> (params, opt_state, loss, metrics, grad_norm)."""
+  (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, batch, rng)
+  grad_norm = optax.global_norm(grads)
+  updates, opt_state = optimizer.update(grads, opt_state, params)
+  return optax.apply_updates(params, updates), opt_state, loss, metrics, grad_norm
+
+
+def make_train_step(paradigm: Paradigm, optimizers, schedules, ema_decay: float,
+                    skip_nonfinite: bool):
+  """Returns train_step(state, batch, base_key) -> (state, metrics)."""
+
+  def train_step(state: TrainState, batch, base_key):
+    rng = jax.random.fold_in(base_key, state.step)
+    if not paradigm.players:
+      params, opt_state, loss, metrics, grad_norm = _update(
+          paradigm.loss, optimizers[None], state.params, state.opt_state, batch, rng)
+      metrics = {**metrics, "grad_norm": grad_norm,
+                 "learning_rate": schedules[None](state.step)}
+    else:
+      params, opt_state, metrics = dict(state.params), dict(state.opt_state), {}
+      grad_norm = jnp.zeros(())
+      for i, player in enumerate(paradigm.update_schedule):
+        def player_loss(p, batch, rng, player=player, others=dict(params)):
+          return paradigm.loss[player]({**others, player: p}, batch, rng)
+        params[player], opt_state[player], loss, m, g = _update(
+            player_loss, optimizers[player], params[player], opt_state[player],
+            batch, jax.random.fold_in(rng, i))
+        grad_norm = jnp.maximum(grad_norm, g)
+        metrics.update({f"{player}/{k}": v for k, v in m.items()})
+        metrics.update({f"{player}/loss": loss, f"{player}/grad_norm": g})
+      # The scalar the loop logs and checks: the sum of the players' last losses.
+      loss = sum(metrics[f"{p}/loss"] for p in paradigm.players)
+    loss_ok, grads_ok = jnp.isfinite(loss), jnp.isfinite(grad_norm)
+    ok = loss_ok & grads_ok
+    if skip_nonfinite:
+      params, opt_state = jax.tree.map(
+          lambda new, old: jnp.where(ok, new, old),
+          (params, opt_state), (state.params, state.opt_state))
+    ema = state.ema_params
+    if ema is not None:
+      ema = jax.tree.map(lambda e, p: ema_decay * e + (1.0 - ema_decay) * p, ema, params)
+    first = (state.nonfinite_step < 0) & ~ok
+    state = state.replace(
+        step=state.step + 1, params=params, opt_state=opt_state, ema_params=ema,
+        nonfinite_step=jnp.where(first, state.step, state.nonfinite_step),
+        nonfinite_what=jnp.where(
+            first, jnp.where(loss_ok, NONFINITE_GRADS, NONFINITE_LOSS), state.nonfinite_what))
+    return state, {"loss": loss, **metrics}
+
+  return train_step
