@@ -15,6 +15,8 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
+import json
 import logging
 import os
 import signal
@@ -22,7 +24,9 @@ import threading
 from typing import Any
 
 import jax
+import ml_collections
 import numpy as np
+import orbax.checkpoint as ocp
 import tqdm
 
 from gen_jax import data as data_lib
@@ -250,3 +254,51 @@ def train(config, workdir: str, *, progress: bool = True) -> TrainState:
       manager.close()
       writer.close()
   return state
+
+
+def load_config(workdir: str):
+  """The config a workdir was trained with (read from JSON: nothing is executed)."""
+  path = os.path.join(workdir, "config.json")
+  if not os.path.exists(path):
+    raise UserError(f"{workdir} has no config.json: it is not a gen_jax workdir. Train into it "
+                    "first with `python -m experiments.train --config=... --workdir=...`.")
+  with open(path) as f:
+    return ml_collections.ConfigDict(json.load(f))
+
+
+def restore(workdir: str, step: int | None = None):
+  """(run, state, step) of a trained workdir's newest (or given) intact checkpoint."""
+  config = load_config(workdir)
+  run = build(config)
+  manager = ckpt_lib.make_manager(workdir, config.keep_checkpoints)
+  try:
+    if step is not None:
+      state = manager.restore(step, args=ocp.args.Composite(
+          state=ocp.args.StandardRestore(run.abstract_state)))["state"]
+    else:
+      state, step = ckpt_lib.restore_latest(manager, run.abstract_state, None)
+  finally:
+    manager.close()
+  if state is None:
+    raise UserError(f"{workdir} has no intact checkpoint yet; train (or resume) it first.")
+  return run, state, step
+
+
+def evaluate_workdir(workdir: str, split: str = "test", iwae_k: int = 0,
+                     max_examples: int = 0) -> dict:
+  """Evaluates a workdir's newest checkpoint; writes and returns the eval.json record."""
+  run, state, step = restore(workdir)
+  if iwae_k:
+    ll = functools.partial(run.paradigm.log_likelihood, num_samples=iwae_k)
+    run.paradigm = run.paradigm._replace(log_likelihood=ll)
+  result = evaluate(run, state, split=split, max_examples=max_examples or None)
+  if result is None:
+    result = {"bits_per_dim": None, "bound": None, "split": split,
+              "note": f"{run.config.paradigm} has no likelihood; use sample-based metrics."}
+  result = {"paradigm": run.config.paradigm, "dataset": run.config.dataset, "step": step,
+            **result}
+  if iwae_k:
+    result["iwae_k"] = iwae_k
+  with open(os.path.join(workdir, "eval.json"), "w") as f:
+    json.dump(result, f, indent=2)
+  return result
