@@ -68,3 +68,62 @@ def sequence_log_likelihood(logits, targets, token_mask=None):
   if token_mask is not None:
     nll = jnp.where(token_mask, nll, 0.0)
   return -jnp.sum(nll, axis=-1)
+
+
+# --- Normalizing flows: change of variables + uniform dequantization ---------
+
+def standard_normal_log_prob(z):
+  r"""log N(z; 0, I) = -|z|^2 / 2 - (D / 2) log(2 pi), summed over all axes but the first: [B, ...] -> [B]."""
+  z = z.reshape(z.shape[0], -1)
+  return jnp.sum(-0.5 * jnp.square(z) - 0.5 * jnp.log(2 * jnp.pi), axis=1)
+
+
+def flow_log_prob(log_p_z, log_det):
+  r"""Change of variables for a bijection z = f(y) (RealNVP, arXiv:1605.08803, eq. 3):
+
+  log p_Y(y) = log p_Z(f(y)) + log|det df(y)/dy|.   [B], [B] -> [B] nats.
+  """
+  return log_p_z + log_det
+
+
+def uniform_dequantize(rng, x_levels):
+  r"""v = x + u, u ~ U[0, 1)^D: integer levels {0..L-1} -> float32 in [0, L)
+  (Theis et al. 2016, arXiv:1511.01844; the same map as gen_jax.data.preprocess.dequantize,
+  restated here because losses do not import the data layer)."""
+  u = jax.random.uniform(rng, jnp.shape(x_levels), dtype=jnp.float32)
+  return jnp.asarray(x_levels, jnp.float32) + u
+
+
+def dequantized_log_likelihood(log_p_y, num_dims, scale):
+  r"""Density of the dequantized levels v in [0, L)^D, from the density of y = scale * v + shift.
+
+  log p_V(v) = log p_Y(y) + D log(scale)   (change of variables, per example, nats).
+
+  With v = x + u, u ~ U[0, 1)^D, the discrete model P(x) = \int_{[0,1)^D} p_V(x + u) du
+  satisfies, by Jensen,
+      E_u[log p_V(x + u)] <= log P(x),
+  so log p_V(x + u) for one draw of u is an unbiased estimate of a *lower bound* on the
+  log-probability of the levels x, in nats on the data's own levels (a flow that is
+  uniform on [0, L)^D gives -D log L, i.e. log2(L) bits/dim). The flow's density of v
+  itself is exact; only its use for the discrete x is a bound.
+
+  Args:
+    log_p_y: [B] log-density of y under the flow (`flow_log_prob`).
+    num_dims: D, the number of sub-pixels of one example.
+    scale: the factor of y = scale * v + shift (1 / L for y in [0, 1) or [-1/2, 1/2)).
+  """
+  return log_p_y + num_dims * jnp.log(scale)
+
+
+def dequantized_flow_nll(log_p_z, log_det, num_dims, num_levels):
+  r"""Mean NLL of uniformly dequantized images under a flow of y = v / L - 1/2.
+
+  -log p_V(v) = -log p_Z(z) - log|det dz/dy| + D log L, averaged over the batch
+  (a one-sample estimate of the upper bound -E_u log p_V(x + u) >= -log P(x); see
+  `dequantized_log_likelihood`). Returns (bits/dim on the data's levels,
+  {'bits_per_dim', 'nll_nats'} with nll_nats per example).
+  """
+  log_p_v = dequantized_log_likelihood(flow_log_prob(log_p_z, log_det), num_dims, 1.0 / num_levels)
+  nll = -jnp.mean(log_p_v)
+  bpd = bits_per_dim(nll, num_dims)
+  return bpd, {"bits_per_dim": bpd, "nll_nats": nll}

@@ -1,0 +1,376 @@
+r"""Invertible layers for normalizing flows, as Flax linen modules.
+
+RealNVP: Dinh, Sohl-Dickstein & Bengio, "Density estimation using Real NVP",
+arXiv:1605.08803. Glow: Kingma & Dhariwal, "Glow: Generative Flow with
+Invertible 1x1 Convolutions", arXiv:1807.03039.
+
+Every layer is a bijection f with one call signature
+
+    y, log_det = layer.apply(variables, x)                 # y = f(x), log|det df/dx|
+    x, log_det_inv = layer.apply(variables, y, reverse=True)  # x = f^{-1}(y), log|det df^{-1}/dy|
+
+and the methods ``forward(x) -> (z, log_det)`` and ``inverse(z) -> x`` (use them
+through ``apply(..., method=Layer.forward)``). ``log_det`` has shape [B]: the
+log-determinant of the Jacobian of one example's flattened map. Inputs are
+images [B, H, W, C] or vectors [B, D]; the last axis is the channel axis.
+
+Parameters are created on the first forward call, so ``init(rng, x)`` with a
+batch of data runs the data-dependent initialisation of every ActNorm in the
+order the data flows (each sees the activations produced by the layers before
+it at their initial values).
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import scipy.linalg
+
+
+def _positions(x) -> int:
+  """Number of positions a per-channel map acts on: H * W for images, 1 for vectors."""
+  return math.prod(x.shape[1:-1])
+
+
+def _sum_except_batch(x):
+  return jnp.sum(x.reshape(x.shape[0], -1), axis=1)
+
+
+class _Bijector(nn.Module):
+  """Adds ``forward``/``inverse`` to a module whose ``__call__(x, reverse)`` is a bijection."""
+
+  def forward(self, x):
+    """x -> (z, log|det dz/dx|) with log_det of shape [B]."""
+    return self(x, reverse=False)
+
+  def inverse(self, z):
+    """z -> x = f^{-1}(z)."""
+    return self(z, reverse=True)[0]
+
+
+class ActNorm(_Bijector):
+  r"""Per-channel affine map y = (x + bias) * exp(log_scale)  (Glow, arXiv:1807.03039, §3.1).
+
+  log|det| = (number of positions) * sum_c log_scale_c.
+  Data-dependent initialisation: on the init batch, bias = -mean and
+  log_scale = -log(std + eps) per channel (statistics over every axis but the
+  last), so that y has zero mean and unit variance per channel there.
+  """
+  eps: float = 1e-6
+
+  @nn.compact
+  def __call__(self, x, reverse: bool = False):
+    axes = tuple(range(x.ndim - 1))
+    c = x.shape[-1]
+    bias = self.param('bias', lambda rng, shape: -jnp.mean(x, axes).reshape(shape), (c,))
+    log_scale = self.param(
+        'log_scale', lambda rng, shape: -jnp.log(jnp.std(x, axes) + self.eps).reshape(shape), (c,))
+    log_det = _positions(x) * jnp.sum(log_scale) * jnp.ones(x.shape[:1], x.dtype)
+    if not reverse:
+      return (x + bias) * jnp.exp(log_scale), log_det
+    return x * jnp.exp(-log_scale) - bias, -log_det
+
+
+def _lu_init(num_channels: int, seed: int):
+  """A random rotation Q = P L U (numpy, from `seed`): P, strict L, strict U, sign(s), log|s|."""
+  rs = np.random.RandomState(seed)
+  q, _ = np.linalg.qr(rs.randn(num_channels, num_channels))
+  p, lower, upper = scipy.linalg.lu(q)
+  s = np.diag(upper)
+  return (p.astype(np.float32), np.tril(lower, -1).astype(np.float32),
+          np.triu(upper, 1).astype(np.float32), np.sign(s).astype(np.float32),
+          np.log(np.abs(s)).astype(np.float32))
+
+
+class InvertibleConv1x1(_Bijector):
+  r"""Invertible 1x1 convolution, LU-parameterised (Glow, arXiv:1807.03039, §3.2, eq. 10).
+
+  W = P L (U + diag(sign(s) * exp(log_s))), with P a fixed permutation, L unit
+  lower triangular, U strictly upper triangular; y = x W at every position
+  (a dense invertible linear map for vectors [B, D]).
+  log|det| = (number of positions) * sum(log_s).
+  Initialised at a random rotation drawn from `seed` (P and sign(s) are
+  constants of the layer, not parameters).
+  """
+  seed: int = 0
+
+  @nn.compact
+  def __call__(self, x, reverse: bool = False):
+    c = x.shape[-1]
+    p, l0, u0, sign_s, log_s0 = _lu_init(c, self.seed)
+    lower = self.param('lower', lambda rng: jnp.asarray(l0))
+    upper = self.param('upper', lambda rng: jnp.asarray(u0))
+    log_s = self.param('log_s', lambda rng: jnp.asarray(log_s0))
+    eye = jnp.eye(c, dtype=x.dtype)
+    l = jnp.tril(lower, -1) + eye
+    u = jnp.triu(upper, 1) + jnp.diag(jnp.asarray(sign_s) * jnp.exp(log_s))
+    w = jnp.asarray(p) @ l @ u
+    log_det = _positions(x) * jnp.sum(log_s) * jnp.ones(x.shape[:1], x.dtype)
+    if not reverse:
+      return x @ w, log_det
+    return x @ jnp.linalg.inv(w), -log_det
+
+
+class ConvConditioner(nn.Module):
+  """h -> [B, H, W, out]: conv3x3 - ReLU - conv1x1 - ReLU - conv3x3 (zero-initialised output,
+  so a coupling layer starts as the identity; Glow §3.3 "zero initialisation")."""
+  hidden: int
+  out: int
+
+  @nn.compact
+  def __call__(self, h):
+    h = nn.relu(nn.Conv(self.hidden, (3, 3))(h))
+    h = nn.relu(nn.Conv(self.hidden, (1, 1))(h))
+    return nn.Conv(self.out, (3, 3), kernel_init=nn.initializers.zeros,
+                   bias_init=nn.initializers.zeros)(h)
+
+
+class MLPConditioner(nn.Module):
+  """h -> [B, out]: `num_layers` Dense+ReLU of width `hidden`, then a zero-initialised Dense."""
+  hidden: int
+  out: int
+  num_layers: int = 2
+
+  @nn.compact
+  def __call__(self, h):
+    for _ in range(self.num_layers):
+      h = nn.relu(nn.Dense(self.hidden)(h))
+    return nn.Dense(self.out, kernel_init=nn.initializers.zeros,
+                    bias_init=nn.initializers.zeros)(h)
+
+
+def coupling_mask(shape: Sequence[int], kind: str, parity: int) -> np.ndarray:
+  """The binary mask b (1 = passed through unchanged, 0 = transformed) of one example.
+
+  kind 'checkerboard': images [H, W, C], b = (h + w + parity) mod 2 == 0 on every channel;
+  'channel': images, b = 1 on the first C/2 channels (the last C/2 when parity = 1);
+  'alternate': vectors [D], b_d = (d + parity) mod 2 == 0.
+  """
+  shape = tuple(shape)
+  if kind == 'checkerboard':
+    h, w, c = shape
+    b = (np.arange(h)[:, None] + np.arange(w)[None, :] + parity) % 2 == 0
+    return np.broadcast_to(b[:, :, None], shape).astype(np.float32)
+  if kind == 'channel':
+    c = shape[-1]
+    b = np.arange(c) < c // 2
+    if parity:
+      b = ~b
+    return np.broadcast_to(b, shape).astype(np.float32)
+  if kind == 'alternate':
+    (d,) = shape
+    return ((np.arange(d) + parity) % 2 == 0).astype(np.float32)
+  raise ValueError(f"Unknown coupling mask {kind!r}; use 'checkerboard', 'channel' or 'alternate'.")
+
+
+class AffineCoupling(_Bijector):
+  r"""Masked affine coupling (RealNVP, arXiv:1605.08803, eqs. 6-9).
+
+  With a binary mask b and (s, t) = NN(b * x),
+      y = b * x + (1 - b) * (x * exp(s) + t),   log|det| = sum((1 - b) * s),
+  where s = scale * tanh(s_raw) (a learned per-channel scale, RealNVP §3.7) and the
+  conditioner's last layer is zero-initialised, so the layer starts as the identity.
+  Inverse: x = b * y + (1 - b) * (y - t) * exp(-s), with the same (s, t) since b*y = b*x.
+  `mask` is 'checkerboard' or 'channel' (images, conv conditioner) or 'alternate'
+  (vectors, MLP conditioner).
+  """
+  mask: str
+  parity: int = 0
+  hidden: int = 64
+  num_layers: int = 2
+
+  @nn.compact
+  def __call__(self, x, reverse: bool = False):
+    c = x.shape[-1]
+    b = jnp.asarray(coupling_mask(x.shape[1:], self.mask, self.parity), x.dtype)
+    if self.mask == 'alternate':
+      net = MLPConditioner(self.hidden, 2 * c, self.num_layers, name='conditioner')
+      h = b * x
+    else:
+      net = ConvConditioner(self.hidden, 2 * c, name='conditioner')
+      # The checkerboard mask is fed in as an extra channel so the net knows which pixels are given.
+      h = jnp.concatenate([b * x, jnp.broadcast_to(b[..., :1], x.shape[:-1] + (1,))], axis=-1)
+    s_raw, t = jnp.split(net(h), 2, axis=-1)
+    scale = self.param('scale', nn.initializers.ones, (c,))
+    s = (1 - b) * scale * jnp.tanh(s_raw)
+    t = (1 - b) * t
+    log_det = _sum_except_batch(s)
+    if not reverse:
+      return x * jnp.exp(s) + t, log_det
+    return (x - t) * jnp.exp(-s), -log_det
+
+
+def squeeze(x):
+  """[B, H, W, C] -> [B, H/2, W/2, 4C]: each 2x2 spatial block becomes 4 channels
+  (RealNVP §3.6). A permutation: log|det| = 0."""
+  b, h, w, c = x.shape
+  x = x.reshape(b, h // 2, 2, w // 2, 2, c).transpose(0, 1, 3, 2, 4, 5)
+  return x.reshape(b, h // 2, w // 2, 4 * c)
+
+
+def unsqueeze(x):
+  """Inverse of `squeeze`: [B, H, W, 4C] -> [B, 2H, 2W, C]."""
+  b, h, w, c4 = x.shape
+  c = c4 // 4
+  x = x.reshape(b, h, w, 2, 2, c).transpose(0, 1, 3, 2, 4, 5)
+  return x.reshape(b, 2 * h, 2 * w, c)
+
+
+class Squeeze(_Bijector):
+  """`squeeze` as a layer (log_det = 0)."""
+
+  def __call__(self, x, reverse: bool = False):
+    zeros = jnp.zeros(x.shape[:1], x.dtype)
+    return (unsqueeze(x) if reverse else squeeze(x)), zeros
+
+
+def multiscale_plan(image_shape: Sequence[int], num_scales: int, architecture: str):
+  """The static sequence of stages of a multi-scale flow and the shapes of its latents.
+
+  Returns (stages, latent_shapes): stages is a list of ('squeeze',), ('split',) and
+  ('step', kind, parity, shape) entries; latent_shapes the per-example shapes of the
+  factored-out halves, then of the final activation, in the order of the flat z.
+
+  'glow' (arXiv:1807.03039, Fig. 2): at every scale squeeze, K steps
+  [ActNorm, InvertibleConv1x1, channel AffineCoupling], and split off half the
+  channels (not after the last scale).
+  'realnvp' (arXiv:1605.08803, §3.6): at every scale but the last, K checkerboard
+  couplings, squeeze, K channel couplings (alternating parities), split; at the
+  last scale K + 1 checkerboard couplings.
+  """
+  h, w, c = image_shape
+  if architecture not in ('glow', 'realnvp'):
+    raise ValueError(f"Unknown flow architecture {architecture!r}; use 'glow' or 'realnvp'.")
+  squeezes = num_scales if architecture == 'glow' else num_scales - 1
+  if num_scales < 1 or h % (2**squeezes) or w % (2**squeezes):
+    raise ValueError(
+        f"A {num_scales}-scale {architecture} flow squeezes the image {squeezes} times, so H and W "
+        f"must be divisible by {2**squeezes}; got image shape {tuple(image_shape)}. "
+        f"Lower model.num_scales.")
+  if architecture == 'realnvp' and min(h, w) // 2**squeezes < 2:
+    raise ValueError(
+        f"The last scale of a {num_scales}-scale realnvp flow would be {h // 2**squeezes}x"
+        f"{w // 2**squeezes} pixels, too small for a checkerboard coupling; lower model.num_scales.")
+  stages, latents = [], []
+  shape = (h, w, c)
+  for scale in range(num_scales):
+    last = scale == num_scales - 1
+    if architecture == 'glow':
+      stages.append(('squeeze',))
+      shape = (shape[0] // 2, shape[1] // 2, shape[2] * 4)
+      stages.append(('steps', 'glow', shape))
+    else:
+      stages.append(('steps', 'checkerboard', shape, last))
+      if not last:
+        stages.append(('squeeze',))
+        shape = (shape[0] // 2, shape[1] // 2, shape[2] * 4)
+        stages.append(('steps', 'channel', shape))
+    if not last:
+      stages.append(('split',))
+      latents.append(shape[:2] + (shape[2] // 2,))
+      shape = shape[:2] + (shape[2] - shape[2] // 2,)
+  latents.append(shape)
+  return stages, latents
+
+
+class MultiScaleFlow(_Bijector):
+  r"""The multi-scale flow of RealNVP / Glow: x [B, H, W, C] <-> z [B, H*W*C].
+
+  z concatenates the flattened halves factored out at each scale and the final
+  activation (see `multiscale_plan`), so log p(x) = log N(z; 0, I) + log_det.
+  """
+  image_shape: tuple
+  num_scales: int = 2
+  steps_per_scale: int = 4
+  hidden: int = 64
+  architecture: str = 'glow'
+
+  def _steps(self, scale, kind, extra):
+    """The bijective layers of one 'steps' stage, in forward order."""
+    layers = []
+    if kind == 'glow':
+      for k in range(self.steps_per_scale):
+        layers += [ActNorm(name=f's{scale}_k{k}_actnorm'),
+                   InvertibleConv1x1(seed=1000 * scale + k, name=f's{scale}_k{k}_conv1x1'),
+                   AffineCoupling('channel', 0, self.hidden, name=f's{scale}_k{k}_coupling')]
+    else:
+      n = self.steps_per_scale + (1 if (kind == 'checkerboard' and extra) else 0)
+      for k in range(n):
+        layers.append(AffineCoupling(kind, k % 2, self.hidden, name=f's{scale}_{kind}{k}'))
+    return layers
+
+  @nn.compact
+  def __call__(self, x, reverse: bool = False):
+    stages, latents = multiscale_plan(self.image_shape, self.num_scales, self.architecture)
+    scales = []  # the layers of each stage, built in forward order (names are fixed)
+    scale = 0
+    for stage in stages:
+      if stage[0] == 'steps':
+        scales.append(self._steps(scale, stage[1], stage[3] if len(stage) > 3 else False))
+      else:
+        scales.append(None)
+        if stage[0] == 'split':
+          scale += 1
+    batch = x.shape[0]
+    log_det = jnp.zeros((batch,), x.dtype)
+    if not reverse:
+      h, zs = x, []
+      for stage, layers in zip(stages, scales):
+        if stage[0] == 'squeeze':
+          h = squeeze(h)
+        elif stage[0] == 'split':
+          half = h.shape[-1] // 2
+          zs.append(h[..., :half].reshape(batch, -1))
+          h = h[..., half:]
+        else:
+          for layer in layers:
+            h, ld = layer(h)
+            log_det = log_det + ld
+      zs.append(h.reshape(batch, -1))
+      return jnp.concatenate(zs, axis=1), log_det
+    # Reverse: cut z into the latents, undo the stages from the last one.
+    sizes = [math.prod(s) for s in latents]
+    parts = jnp.split(x, np.cumsum(sizes)[:-1], axis=1)
+    parts = [p.reshape((batch,) + tuple(s)) for p, s in zip(parts, latents)]
+    h = parts.pop()
+    for stage, layers in reversed(list(zip(stages, scales))):
+      if stage[0] == 'squeeze':
+        h = unsqueeze(h)
+      elif stage[0] == 'split':
+        h = jnp.concatenate([parts.pop(), h], axis=-1)
+      else:
+        for layer in reversed(layers):
+          h, ld = layer(h, reverse=True)
+          log_det = log_det + ld
+    return h, log_det
+
+
+class VectorFlow(_Bijector):
+  r"""A flow on vectors [B, D] (e.g. the 2-D toy sets): K steps of Glow's
+  [ActNorm, InvertibleConv1x1 (a dense LU-parameterised linear map), AffineCoupling
+  with alternating masks and an MLP conditioner]."""
+  num_steps: int = 8
+  hidden: int = 64
+  num_layers: int = 2
+
+  def _layers(self):
+    layers = []
+    for k in range(self.num_steps):
+      layers += [ActNorm(name=f'k{k}_actnorm'),
+                 InvertibleConv1x1(seed=k, name=f'k{k}_linear'),
+                 AffineCoupling('alternate', k % 2, self.hidden, self.num_layers, name=f'k{k}_coupling')]
+    return layers
+
+  @nn.compact
+  def __call__(self, x, reverse: bool = False):
+    layers = self._layers()
+    log_det = jnp.zeros(x.shape[:1], x.dtype)
+    for layer in (reversed(layers) if reverse else layers):
+      x, ld = layer(x, reverse=reverse)
+      log_det = log_det + ld
+    return x, log_det
+
