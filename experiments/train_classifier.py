@@ -20,6 +20,7 @@ import time
 
 from absl import app
 from absl import flags
+from absl import logging
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -161,6 +162,7 @@ def train(dataset="digits", workdir=None, num_steps=None, batch_size=128, learni
 
 def main(argv):
   del argv
+  logging.set_verbosity(logging.WARNING)   # Orbax logs every file it writes at INFO
   if not _WORKDIR.value:
     raise app.UsageError("--workdir is required (where the classifier checkpoint goes).")
   meta = train(_DATASET.value, _WORKDIR.value, _NUM_STEPS.value, _BATCH_SIZE.value, _LEARNING_RATE.value,
