@@ -77,8 +77,9 @@ class Digits(tfds.core.GeneratorBasedBuilder):
 
   def _generate_examples(self, split):
     images, labels = digits_arrays()
-    for i in digits_split_indices()[split]:
-      yield int(i), {"image": images[i], "label": int(labels[i])}
+    # Keys are positions: with disable_shuffling TFDS stores examples in key order.
+    for key, i in enumerate(digits_split_indices()[split]):
+      yield key, {"image": images[i], "label": int(labels[i])}
 
 
 # ------------------------------------------------------------------ toy2d ---

@@ -37,7 +37,7 @@ def test_constants():
 
 
 def test_eight_gaussians_log_prob_integrates_to_one_and_matches_scipy():
-  x, area = _grid(-3.5, 3.5, 700)
+  x, area = _grid(-3.5, 3.5, 350)
   logp = np.asarray(toy2d.eight_gaussians_log_prob(jnp.asarray(x)))
   assert logp.shape == (len(x),)
   np.testing.assert_allclose(np.exp(logp).sum() * area, 1.0, atol=1e-4)
@@ -67,7 +67,7 @@ def test_samplers_agree_with_densities(name):
   assert samples.dtype == np.float32 and samples.shape == (40_000, 2)
   nll = -np.asarray(log_prob(samples))
   assert np.all(np.isfinite(nll))
-  x, area = _grid(-3.5, 3.5, 700)
+  x, area = _grid(-3.5, 3.5, 350)
   logp = np.asarray(log_prob(x))
   p = np.exp(logp)
   entropy = -np.sum(p * np.where(p > 0, logp, 0.0)) * area
