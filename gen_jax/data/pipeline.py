@@ -260,8 +260,10 @@ class _RandomTextWindows(grain.MapDataset):
     return f"_RandomTextWindows(seq_len={self._seq_len}, seed={self._seed})"
 
 
-def _example_fn(kind: str, num_levels: Optional[int], preprocess: str):
+def _example_fn(builder, kind: str, preprocess: str):
   """Record of the data source -> example dict of numpy arrays (the batch keys of DatasetInfo)."""
+  num_levels = _num_levels(builder) if kind == "image" else None   # stored levels, before preprocess
+
   def to_example(record):
     if kind == "points":
       return {"x": np.asarray(record["x"], np.float32)}
@@ -305,7 +307,7 @@ def train_dataset(name: str, *, batch_size: int, seed: int, data_dir: Optional[s
       raise ValueError(f"Dataset {name!r} has an empty train split.")
     stream = grain.MapDataset.source(source).shuffle(seed).repeat()
   stream = _ProcessRows(stream, batch_size, process_index, process_count)
-  stream = stream.map(_example_fn(info.kind, info.num_levels, preprocess))
+  stream = stream.map(_example_fn(builder, info.kind, preprocess))
   return stream.batch(per_process, drop_remainder=True)
 
 
@@ -374,7 +376,7 @@ def eval_batches(name: str, *, split: str = "test", batch_size: int, data_dir: O
   else:
     source = builder.as_data_source(split=split)
     num = len(source)
-    to_example = _example_fn(info.kind, info.num_levels, preprocess)
+    to_example = _example_fn(builder, info.kind, preprocess)
 
     def get(k):
       return to_example(source[k])
