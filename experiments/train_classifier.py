@@ -3,7 +3,7 @@ r"""Trains the feature classifier behind the sample metrics (FD, precision/recal
   python -m experiments.train_classifier --dataset=digits --workdir=/tmp/gen_jax_classifier/digits
   python -m experiments.train_classifier --dataset=mnist_idx --workdir=DIR   # mnist10k: 8,000 train / 2,000 test
 
-Trains `gen_jax.nets.classifier.Classifier` with Adam, cosine decay and random
+Trains `gen_jax.nets.classifier.Classifier` with AdamW, cosine decay and random
 ±1-pixel shifts (±2 on 28x28) on the dataset's train split, and writes to
 `workdir`:
   * `params/`         the parameters, an Orbax StandardCheckpointer checkpoint;
@@ -15,7 +15,6 @@ Digits (defaults, 2-core CPU): see the README / the final line this prints.
 from __future__ import annotations
 
 import json
-import os
 import time
 
 from absl import app
@@ -35,54 +34,29 @@ _NUM_STEPS = flags.DEFINE_integer("num_steps", None, "Training steps (default: p
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 128, "Batch size.")
 _LEARNING_RATE = flags.DEFINE_float("learning_rate", 2e-3, "Peak Adam learning rate.")
 _SEED = flags.DEFINE_integer("seed", 0, "PRNG seed.")
+_DATA_DIR = flags.DEFINE_string("data_dir", "", "TFDS data dir (default: gen_jax.data's).")
 _MANUAL_DIR = flags.DEFINE_string("manual_dir", "", "mnist_idx: folder of the IDX files "
-                                  "(default ../shared/data/mnist).")
+                                  "(default: gen_jax.data's, ../shared/data/mnist).")
 
-DEFAULT_NUM_STEPS = {"digits": 1500, "mnist_idx": 3000}
-MNIST10K_NUM_TRAIN = 8000
-MNIST_DEFAULT_MANUAL_DIR = "../shared/data/mnist"
+DEFAULT_NUM_STEPS = {"digits": 1500}   # other datasets: 3000
 
 
 # ------------------------------------------------------------------ data ---
 
-def _digits_split(split):
-  """sklearn's digits with the data layer's split: default_rng(0).permutation(1797), 1,437 train."""
-  from sklearn.datasets import load_digits
-  d = load_digits()
-  perm = np.random.default_rng(0).permutation(len(d.target))
-  idx = perm[:1437] if split == "train" else perm[1437:]
-  return d.images.astype(np.uint8)[idx, :, :, None], d.target.astype(np.int32)[idx], 17
-
-
-def _read_idx(path):
-  import gzip
-  with gzip.open(path, "rb") as f:
-    data = f.read()
-  ndim = data[3]
-  dims = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
-  return np.frombuffer(data, np.uint8, offset=4 + 4 * ndim).reshape(dims)
-
-
-def _mnist10k_split(split, manual_dir):
-  """MNIST's 10k test set, split by default_rng(0).permutation(10000): 8,000 train / 2,000 test."""
-  manual_dir = manual_dir or MNIST_DEFAULT_MANUAL_DIR
-  img_path = os.path.join(manual_dir, "t10k-images-idx3-ubyte.gz")
-  if not os.path.exists(img_path):
-    raise FileNotFoundError(f"mnist_idx needs {img_path}; pass --manual_dir=<folder with the IDX files>.")
-  images = _read_idx(img_path)
-  labels = _read_idx(os.path.join(manual_dir, "t10k-labels-idx1-ubyte.gz"))
-  perm = np.random.default_rng(0).permutation(len(labels))
-  idx = perm[:MNIST10K_NUM_TRAIN] if split == "train" else perm[MNIST10K_NUM_TRAIN:]
-  return images[idx, :, :, None], labels[idx].astype(np.int32), 256
-
-
-def load_split(dataset, split, manual_dir=""):
-  """(images uint8 levels [N, H, W, 1], labels int32 [N], num_levels) of a whole split."""
-  if dataset == "digits":
-    return _digits_split(split)
-  if dataset == "mnist_idx":
-    return _mnist10k_split(split, manual_dir)
-  raise ValueError(f"train_classifier knows datasets 'digits' and 'mnist_idx', not {dataset!r}.")
+def load_split(dataset, split, data_dir="", manual_dir=""):
+  """(images uint8 levels [N, H, W, C], labels int32 [N], DatasetInfo): a whole split, in
+  stored order, read once through `gen_jax.data.eval_batches` (the evaluator's split)."""
+  from gen_jax import data
+  info = data.get_info(dataset, data_dir=data_dir or None, manual_dir=manual_dir or None)
+  if info.kind != "image" or not info.num_classes:
+    raise ValueError(f"The feature classifier needs a labelled image dataset; {dataset!r} is "
+                     f"kind {info.kind!r} with num_classes={info.num_classes}.")
+  images, labels = [], []
+  for batch in data.eval_batches(dataset, split=split, batch_size=1024, data_dir=data_dir or None,
+                                 manual_dir=manual_dir or None):
+    images.append(batch["image"][batch["mask"]])
+    labels.append(batch["label"][batch["mask"]])
+  return np.concatenate(images), np.concatenate(labels).astype(np.int32), info
 
 
 # -------------------------------------------------------------- training ---
@@ -107,15 +81,16 @@ def accuracy(module, params, images01, labels, batch_size=500):
 
 
 def train(dataset="digits", workdir=None, num_steps=None, batch_size=128, learning_rate=2e-3,
-          seed=0, manual_dir="", module=None, log=print):
+          seed=0, data_dir="", manual_dir="", module=None, log=print):
   """Trains the classifier, saves it to `workdir` (if given) and returns its metadata dict."""
   t0 = time.time()
-  x_train, y_train, num_levels = load_split(dataset, "train", manual_dir)
-  x_test, y_test, _ = load_split(dataset, "test", manual_dir)
+  x_train, y_train, info = load_split(dataset, "train", data_dir, manual_dir)
+  num_levels = info.num_levels
+  x_test, y_test, _ = load_split(dataset, "test", data_dir, manual_dir)
   x_train = features_lib.levels_to_unit(x_train, num_levels)
   x_test = features_lib.levels_to_unit(x_test, num_levels)
-  num_steps = num_steps or DEFAULT_NUM_STEPS[dataset]
-  module = module or Classifier(num_classes=10)
+  num_steps = num_steps or DEFAULT_NUM_STEPS.get(dataset, 3000)
+  module = module or Classifier(num_classes=info.num_classes)
   max_shift = 1 if x_train.shape[1] <= 16 else 2
 
   key = jax.random.key(seed)
@@ -166,7 +141,7 @@ def main(argv):
   if not _WORKDIR.value:
     raise app.UsageError("--workdir is required (where the classifier checkpoint goes).")
   meta = train(_DATASET.value, _WORKDIR.value, _NUM_STEPS.value, _BATCH_SIZE.value, _LEARNING_RATE.value,
-               _SEED.value, _MANUAL_DIR.value)
+               _SEED.value, _DATA_DIR.value, _MANUAL_DIR.value)
   print(f"test accuracy {meta['test_accuracy']:.4f} on {meta['num_test']} {meta['dataset']} test images "
         f"({meta['train_seconds']} s); saved to {_WORKDIR.value}")
   print(json.dumps(meta))
