@@ -1,11 +1,16 @@
 """Input pipelines: TFDS builder -> `tfds.data_source` -> grain -> numpy batches.
 
-`train_iterator` is an infinite, checkpointable grain `DatasetIterator`:
-    MapDataset.source(data_source).shuffle(seed).repeat()    (reshuffled each epoch)
-      -> this process's rows of each global batch -> map(to example, preprocess)
-      -> batch(batch_size // process_count) -> to_iter_dataset()
-Its state (`get_state()`/`set_state()`, or `grain.checkpoint.CheckpointSave/Restore`
-inside an Orbax `CheckpointManager`) is the index of the next batch, so a restored
+`train_iterator` is an infinite, checkpointable grain `DatasetIterator` over a grain
+`MapDataset` whose element k is this process's rows of global batch k:
+    split in memory (read once per process from `builder.as_data_source`)
+      -> element k = rows [p b, (p + 1) b) of global batch k of the shuffled stream
+         (a fresh permutation each epoch; text: windows at seeded random offsets)
+      -> map(preprocess) -> to_iter_dataset() (thread prefetch)
+Batches are gathered in one vectorised step rather than example by example: a TFDS data
+source decodes an example in ~0.1-0.4 ms on this CPU and grain adds ~0.1 ms per element,
+which made a 128-image batch cost 45 ms; gathered from memory it costs well under 1 ms.
+The iterator's state (`get_state()`/`set_state()`, or `grain.checkpoint.CheckpointSave/
+Restore` inside an Orbax `CheckpointManager`) is the index of the next batch, so a restored
 iterator yields exactly the batches the original would have yielded next.
 
 `eval_batches` walks a split once in stored order, in fixed-size batches, the last
@@ -20,6 +25,7 @@ downloaded.
 from __future__ import annotations
 
 import contextlib
+import functools
 import fcntl
 import math
 import os
@@ -209,43 +215,100 @@ def get_info(name: str, *, data_dir: Optional[str] = None, manual_dir: Optional[
                             preprocess, seq_len)
 
 
+# ------------------------------------------------------------ split arrays ---
+
+@functools.lru_cache(maxsize=16)
+def _split_arrays_cached(data_path: str, name: str, data_dir: str, manual_dir, split: str):
+  del data_path                   # the cache key: where the prepared data lives
+  builder = load_builder(name, data_dir=data_dir, manual_dir=manual_dir)
+  if _kind(builder) == "text":
+    return {"tokens": _text_tokens(builder, split)}
+  source = builder.as_data_source(split=split)
+  records = [source[i] for i in range(len(source))]
+  if not records:
+    raise ValueError(f"Dataset {name!r} has an empty {split!r} split.")
+  if "x" in records[0]:
+    return {"x": np.stack([np.asarray(r["x"], np.float32) for r in records])}
+  arrays = {"image": np.stack([np.asarray(r["image"], np.uint8) for r in records])}
+  if "label" in records[0]:
+    arrays["label"] = np.asarray([r["label"] for r in records], np.int32)
+  return arrays
+
+
+def split_arrays(name: str, split: str, *, data_dir: Optional[str] = None,
+                 manual_dir: Optional[str] = None) -> dict:
+  """A whole split in memory, in stored order, cached per process (read once per split):
+  images {'image': uint8 [N, H, W, C], 'label': int32 [N]}, points {'x': float32 [N, 2]},
+  text {'tokens': int32 [n]} (the split's token stream). Arrays are shared: do not write."""
+  builder = load_builder(name, data_dir=data_dir, manual_dir=manual_dir)
+  split = _resolve_split(_kind(builder), builder, split)
+  arrays = _split_arrays_cached(os.fspath(builder.data_path), name, data_dir, manual_dir, split)
+  for v in arrays.values():
+    v.flags.writeable = False
+  return arrays
+
+
 # ------------------------------------------------------------- transforms ---
 
-class _ProcessRows(grain.MapDataset):
-  """Element j of this process's stream = element (j // b) * B + p * b + j % b of the global stream,
-  with B = global batch, b = B / P: batching by b gives rows [p b, (p + 1) b) of each global batch."""
+class _ShuffledBatches(grain.MapDataset):
+  """Infinite MapDataset of this process's rows of each global batch of a shuffled split.
 
-  def __init__(self, parent, global_batch: int, process_index: int, process_count: int):
-    super().__init__(parent)
+  The global example stream is s_j = x[pi_e(j mod N)] with e = j // N and
+  pi_e = default_rng([seed, e]).permutation(N): every epoch is a fresh permutation, and
+  batches run across epoch boundaries. Global batch k is s_{kB}..s_{kB+B-1}; element k here
+  is its rows [p b, (p + 1) b) (b = B / P), gathered in one vectorised step.
+  """
+
+  def __init__(self, arrays: dict, global_batch: int, process_index: int, process_count: int,
+               seed: int):
+    super().__init__()
+    self._arrays, self._seed = arrays, seed
+    self._n = len(next(iter(arrays.values())))
     self._global, self._per = global_batch, global_batch // process_count
     self._offset = process_index * self._per
+    self._perms = {}
 
   def __len__(self):
-    return (len(self._parent) // self._global) * self._per
+    return sys.maxsize
 
-  def _parent_index(self, j: int) -> int:
-    batch, row = divmod(j, self._per)
-    return batch * self._global + self._offset + row
+  def _permutation(self, epoch: int) -> np.ndarray:
+    perm = self._perms.get(epoch)
+    if perm is None:
+      perm = np.random.default_rng([self._seed, epoch]).permutation(self._n)
+      if len(self._perms) > 4:
+        self._perms.clear()
+      self._perms[epoch] = perm
+    return perm
 
   def __getitem__(self, index):
     if isinstance(index, slice):
       return self.slice(index)
-    return self._parent[self._parent_index(index)]
+    positions = index * self._global + self._offset + np.arange(self._per)
+    epochs, within = np.divmod(positions, self._n)
+    rows = np.empty(self._per, np.int64)
+    for epoch in np.unique(epochs):
+      sel = epochs == epoch
+      rows[sel] = self._permutation(int(epoch))[within[sel]]
+    return {k: v[rows] for k, v in self._arrays.items()}
 
   def __str__(self):
-    return f"_ProcessRows(global={self._global}, per_process={self._per}, offset={self._offset})"
+    return f"_ShuffledBatches(n={self._n}, global={self._global}, rows=[{self._offset}:+{self._per}])"
 
 
-class _RandomTextWindows(grain.MapDataset):
-  """Infinite: element i = tokens[o_i : o_i + seq_len + 1], o_i ~ U{0..n-seq_len-1} drawn from
-  default_rng([seed, i]) (a pure function of (seed, i), hence deterministic and checkpointable)."""
+class _RandomWindowBatches(grain.MapDataset):
+  """Infinite MapDataset of this process's rows of global batch k of text windows:
+  o = default_rng([seed, k]).integers(0, n - T, size=B) (uniform start offsets, nanoGPT's
+  get_batch), row i = tokens[o_i : o_i + T + 1]; this process takes rows [p b, (p + 1) b)."""
 
-  def __init__(self, tokens: np.ndarray, seq_len: int, seed: int):
+  def __init__(self, tokens: np.ndarray, seq_len: int, global_batch: int, process_index: int,
+               process_count: int, seed: int):
     super().__init__()
     if len(tokens) < seq_len + 1:
       raise ValueError(f"The text split has {len(tokens)} tokens, fewer than seq_len + 1 = {seq_len + 1}; "
                        "use a longer text file or a smaller seq_len.")
     self._tokens, self._seq_len, self._seed = tokens, seq_len, seed
+    self._global, self._per = global_batch, global_batch // process_count
+    self._offset = process_index * self._per
 
   def __len__(self):
     return sys.maxsize
@@ -253,30 +316,25 @@ class _RandomTextWindows(grain.MapDataset):
   def __getitem__(self, index):
     if isinstance(index, slice):
       return self.slice(index)
-    start = int(np.random.default_rng([self._seed, index]).integers(0, len(self._tokens) - self._seq_len))
-    return {"tokens": self._tokens[start:start + self._seq_len + 1]}
+    starts = np.random.default_rng([self._seed, index]).integers(
+        0, len(self._tokens) - self._seq_len, size=self._global)
+    starts = starts[self._offset:self._offset + self._per]
+    return {"tokens": self._tokens[starts[:, None] + np.arange(self._seq_len + 1)]}
 
   def __str__(self):
-    return f"_RandomTextWindows(seq_len={self._seq_len}, seed={self._seed})"
+    return f"_RandomWindowBatches(seq_len={self._seq_len}, seed={self._seed})"
 
 
-def _example_fn(builder, kind: str, preprocess: str):
-  """Record of the data source -> example dict of numpy arrays (the batch keys of DatasetInfo)."""
-  num_levels = _num_levels(builder) if kind == "image" else None   # stored levels, before preprocess
+def _preprocess_fn(builder, kind: str, preprocess: str):
+  """Batch (or example) -> the same with `preprocess` applied to its image. The preprocessing
+  functions are elementwise, so applying them to a batch applies them to each example."""
+  if kind != "image" or preprocess == "none":
+    return None
+  num_levels = _num_levels(builder)          # the stored levels, before preprocessing
 
-  def to_example(record):
-    if kind == "points":
-      return {"x": np.asarray(record["x"], np.float32)}
-    if kind == "text":
-      return {"tokens": np.asarray(record["tokens"], np.int32)}
-    image = np.asarray(record["image"], np.uint8)
-    if preprocess == "binarize":
-      image = preprocess_lib.binarize(image, num_levels)
-    example = {"image": image}
-    if "label" in record:
-      example["label"] = np.int32(record["label"])
-    return example
-  return to_example
+  def apply(batch):
+    return {**batch, "image": preprocess_lib.binarize(batch["image"], num_levels)}
+  return apply
 
 
 def _check_sharding(batch_size: int, process_index: int, process_count: int) -> int:
@@ -292,23 +350,20 @@ def _check_sharding(batch_size: int, process_index: int, process_count: int) -> 
 def train_dataset(name: str, *, batch_size: int, seed: int, data_dir: Optional[str] = None,
                   manual_dir: Optional[str] = None, preprocess: str = "none", seq_len: int = 64,
                   process_index: int = 0, process_count: int = 1) -> grain.MapDataset:
-  """The (infinite) grain MapDataset of this process's training batches; see `train_iterator`."""
-  per_process = _check_sharding(batch_size, process_index, process_count)
+  """The infinite grain MapDataset whose element k is this process's rows of global batch k."""
+  _check_sharding(batch_size, process_index, process_count)
   preprocess_lib.check_preprocess(preprocess)
   if not 0 <= seed < 2**32:
     raise ValueError(f"seed must be in [0, 2**32), got {seed}.")
   builder = load_builder(name, data_dir=data_dir, manual_dir=manual_dir)
   info = _info_from_builder(name, builder, preprocess, seq_len)
+  arrays = split_arrays(name, "train", data_dir=data_dir, manual_dir=manual_dir)
   if info.kind == "text":
-    stream = _RandomTextWindows(_text_tokens(builder, "train"), seq_len, seed)
+    dataset = _RandomWindowBatches(arrays["tokens"], seq_len, batch_size, process_index, process_count, seed)
   else:
-    source = builder.as_data_source(split="train")
-    if len(source) == 0:
-      raise ValueError(f"Dataset {name!r} has an empty train split.")
-    stream = grain.MapDataset.source(source).shuffle(seed).repeat()
-  stream = _ProcessRows(stream, batch_size, process_index, process_count)
-  stream = stream.map(_example_fn(builder, info.kind, preprocess))
-  return stream.batch(per_process, drop_remainder=True)
+    dataset = _ShuffledBatches(arrays, batch_size, process_index, process_count, seed)
+  fn = _preprocess_fn(builder, info.kind, preprocess)
+  return dataset.map(fn) if fn else dataset
 
 
 def train_iterator(name: str, *, batch_size: int, seed: int, data_dir: Optional[str] = None,
@@ -317,14 +372,16 @@ def train_iterator(name: str, *, batch_size: int, seed: int, data_dir: Optional[
   """Infinite iterator of this process's rows of each global training batch.
 
   Images: {'image': uint8 [b, H, W, C], 'label': int32 [b]}; points: {'x': float32 [b, 2]};
-  text: {'tokens': int32 [b, seq_len + 1]} (windows at seeded random offsets of the train
-  stream), with b = batch_size // process_count. Examples are shuffled with `seed` and
-  reshuffled every epoch (epoch e uses seed + e); batches run across epoch boundaries.
-  Concatenating the process shards in process order gives the process_count=1 batch.
+  text: {'tokens': int32 [b, seq_len + 1]} (windows at seeded uniform random offsets of the
+  train stream), with b = batch_size // process_count. Examples are shuffled with `seed` and
+  reshuffled every epoch (epoch e: default_rng([seed, e]).permutation(N)); batches run across
+  epoch boundaries. Concatenating the process shards in process order gives the
+  process_count=1 batch. The split is read into memory once per process (see `split_arrays`).
 
-  Checkpointing: `it.get_state()` / `it.set_state(state)`, or inside an Orbax
-  CheckpointManager `grain.checkpoint.CheckpointSave(it)` / `CheckpointRestore(fresh_it)`
-  where `fresh_it` is built with the same arguments.
+  Checkpointing: the state is the index of the next batch. `it.get_state()` /
+  `it.set_state(state)`, or inside an Orbax CheckpointManager
+  `grain.checkpoint.CheckpointSave(it)` / `grain.checkpoint.CheckpointRestore(fresh_it)`
+  with `fresh_it` built with the same arguments.
   """
   dataset = train_dataset(name, batch_size=batch_size, seed=seed, data_dir=data_dir,
                           manual_dir=manual_dir, preprocess=preprocess, seq_len=seq_len,
@@ -334,12 +391,18 @@ def train_iterator(name: str, *, batch_size: int, seed: int, data_dir: Optional[
 
 # ------------------------------------------------------------------- eval ---
 
-def _pad_rows(rows: list, size: int) -> tuple[dict, np.ndarray]:
-  """Stacks example dicts, padding with zero rows up to `size`; returns (batch, mask)."""
-  batch = {k: np.stack([r[k] for r in rows]) for k in rows[0]}
-  pad = size - len(rows)
-  batch = {k: np.concatenate([v, np.zeros((pad,) + v.shape[1:], v.dtype)]) for k, v in batch.items()}
-  return batch, np.arange(size) < len(rows)
+def _eval_examples(kind: str, arrays: dict, seq_len: int):
+  """(number of examples, get(rows) -> dict of arrays) of the evaluation examples."""
+  if kind != "text":
+    return len(next(iter(arrays.values()))), lambda rows: {k: v[rows] for k, v in arrays.items()}
+  tokens = arrays["tokens"]
+  padded = np.concatenate([tokens, np.zeros(seq_len + 1, np.int32)])
+
+  def get(rows):
+    starts = rows * seq_len
+    window = starts[:, None] + np.arange(seq_len + 1)
+    return {"tokens": padded[window], "token_mask": window[:, 1:] < len(tokens)}
+  return _num_eval_windows(len(tokens), seq_len), get
 
 
 def eval_batches(name: str, *, split: str = "test", batch_size: int, data_dir: Optional[str] = None,
@@ -363,34 +426,16 @@ def eval_batches(name: str, *, split: str = "test", batch_size: int, data_dir: O
   preprocess_lib.check_preprocess(preprocess)
   builder = load_builder(name, data_dir=data_dir, manual_dir=manual_dir)
   info = _info_from_builder(name, builder, preprocess, seq_len)
-  split = _resolve_split(info.kind, builder, split)
-  if info.kind == "text":
-    tokens = _text_tokens(builder, split)
-    num = _num_eval_windows(len(tokens), seq_len)
-
-    def get(k):
-      window = tokens[k * seq_len:k * seq_len + seq_len + 1]
-      real = len(window)
-      window = np.concatenate([window, np.zeros(seq_len + 1 - real, np.int32)])
-      return {"tokens": window, "token_mask": np.arange(seq_len) < real - 1}
-  else:
-    source = builder.as_data_source(split=split)
-    num = len(source)
-    to_example = _example_fn(builder, info.kind, preprocess)
-
-    def get(k):
-      return to_example(source[k])
+  arrays = split_arrays(name, split, data_dir=data_dir, manual_dir=manual_dir)
+  num, get = _eval_examples(info.kind, arrays, seq_len)
   if max_examples is not None:
     num = min(num, max_examples)
-  start = process_index * per_process
+  fn = _preprocess_fn(builder, info.kind, preprocess) or (lambda batch: batch)
   for first in range(0, num, batch_size):
-    rows = [get(k) for k in range(first + start, min(first + start + per_process, num))]
-    if not rows:                        # this process's rows are all padding
-      rows_spec = get(first)
-      batch, mask = _pad_rows([rows_spec], per_process)
-      mask[:] = False
-      batch = {k: np.zeros_like(v) for k, v in batch.items()}
-    else:
-      batch, mask = _pad_rows(rows, per_process)
+    positions = first + process_index * per_process + np.arange(per_process)
+    mask = positions < num
+    batch = fn(get(np.where(mask, positions, 0)))
+    batch = {k: np.where(mask.reshape((-1,) + (1,) * (v.ndim - 1)), v, np.zeros((), v.dtype))
+             for k, v in batch.items()}
     batch["mask"] = mask
     yield batch

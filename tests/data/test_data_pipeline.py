@@ -49,7 +49,7 @@ def test_train_batches_shapes_and_determinism(data_dir):
 
 def test_each_epoch_is_a_new_permutation_of_the_train_split(data_dir):
   """digits' 1,437 train images in batches of 479: epochs 0 and 1 each hold every example once,
-  in different orders (epoch e is shuffled with seed + e); batches run on past the epochs."""
+  in different orders (epoch e: default_rng([seed, e]).permutation); batches run on past the epochs."""
   batches = take(data.train_iterator("digits", batch_size=479, seed=0, data_dir=data_dir), 7)
   images, labels = builders.digits_arrays()
   train = builders.digits_split_indices()["train"]
