@@ -106,6 +106,18 @@ def _file_lock(path: str):
       fcntl.flock(f, fcntl.LOCK_UN)
 
 
+@contextlib.contextmanager
+def _quiet_progress_bars():
+  """TFDS's per-split tqdm bars off while preparing (a few seconds), the user's setting after."""
+  from tensorflow_datasets.core.utils import tqdm_utils
+  active = getattr(tqdm_utils, "_active", True)
+  tfds.display_progress_bar(False)
+  try:
+    yield
+  finally:
+    tfds.display_progress_bar(active)
+
+
 def load_builder(name: str, *, data_dir: Optional[str] = None, manual_dir: Optional[str] = None):
   """The prepared TFDS builder of dataset `name`, preparing ours on first use.
 
@@ -126,9 +138,10 @@ def load_builder(name: str, *, data_dir: Optional[str] = None, manual_dir: Optio
   with _file_lock(lock):
     builder = _make_builder(name, data_dir, manual_dir)   # another process may have prepared it
     if not builder.is_prepared():
-      builder.download_and_prepare(
-          file_format="array_record",
-          download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
+      with _quiet_progress_bars():
+        builder.download_and_prepare(
+            file_format="array_record",
+            download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
   return _make_builder(name, data_dir, manual_dir)
 
 

@@ -2,7 +2,6 @@
 and Orbax), process sharding equal to the global batch, eval padding and masks, text windows."""
 from __future__ import annotations
 
-import itertools
 import threading
 
 import grain
@@ -11,7 +10,7 @@ import orbax.checkpoint as ocp
 import pytest
 
 from gen_jax import data
-from gen_jax.data import builders, pipeline
+from gen_jax.data import builders
 
 
 def take(it, n):
@@ -142,6 +141,16 @@ def test_eval_batches_cover_each_example_exactly_once(data_dir, process_count):
     assert not np.any(glob["image"][~glob["mask"]])          # padding is zeros
     rows.append(glob["image"][glob["mask"]])
   np.testing.assert_array_equal(np.concatenate(rows), truth)
+
+
+def test_text_eval_process_shards_concatenate_to_the_global_batch(text_kw):
+  glob = list(data.eval_batches("text_file", batch_size=4, **text_kw))
+  shards = [list(data.eval_batches("text_file", batch_size=4, process_index=p, process_count=2, **text_kw))
+            for p in range(2)]
+  assert len(shards[0]) == len(shards[1]) == len(glob)
+  for k, batch in enumerate(glob):
+    for key in ("tokens", "token_mask", "mask"):
+      np.testing.assert_array_equal(np.concatenate([shards[0][k][key], shards[1][k][key]]), batch[key])
 
 
 def test_eval_batches_max_examples(data_dir):
