@@ -1,0 +1,351 @@
+r"""Samplers of the diffusion / score family: pure functions, `lax.scan` loops.
+
+Every sampler takes the model as a closure of (x, time) — an eps predictor, a
+score, an EDM denoiser or a velocity — the starting noise or a key, and returns
+``(x, info)`` with ``info['nfe']`` the number of model evaluations (a Python int)
+and, when ``return_trajectory=True``, ``info['trajectory']`` [steps + 1, *x.shape]
+(the start, then x after each step). Randomness comes in as a key and is
+``fold_in``-ed with the step index.
+
+Papers:
+  * DDPM ancestral sampling: Ho et al. 2020, arXiv:2006.11239, Algorithm 2.
+  * DDIM: Song, Meng, Ermon 2021, arXiv:2010.02502, eq. 12 and 16.
+  * Euler–Maruyama, predictor–corrector (Langevin corrector), probability-flow
+    ODE: Song et al. 2021, arXiv:2011.13456, eq. 6, 13, Algorithms 2-5.
+  * EDM sampler (Heun, rho-schedule, churn): Karras et al. 2022, arXiv:2206.00364,
+    Algorithm 2, eq. 5.
+  * Flow matching / rectified flow ODE: Lipman et al. arXiv:2210.02747, Liu et al.
+    arXiv:2209.03003.
+  * Classifier-free guidance: Ho & Salimans 2022, arXiv:2207.12598.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable, Optional
+
+import jax
+import jax.numpy as jnp
+
+from gen_jax.losses.score_matching import (DiscreteSchedule, SDE, q_posterior,
+                                           reverse_variance)
+
+
+def _bcast(v, x):
+  v = jnp.asarray(v, x.dtype)
+  return v.reshape(v.shape + (1,) * (x.ndim - v.ndim))
+
+
+def _full(x, value, dtype=jnp.float32):
+  """A per-example time array [B] filled with `value`."""
+  return jnp.full(x.shape[:1], value, dtype)
+
+
+def _scan(step, x, xs, return_trajectory):
+  """Runs `step(x, xs_i) -> x` over xs; returns (x, trajectory or None)."""
+  def body(carry, inp):
+    new = step(carry, inp)
+    return new, (new if return_trajectory else None)
+  x_final, traj = jax.lax.scan(body, x, xs)
+  if return_trajectory:
+    traj = jnp.concatenate([x[None], traj], axis=0)
+  return x_final, traj
+
+
+def _info(nfe, traj):
+  info = {'nfe': int(nfe)}
+  if traj is not None:
+    info['trajectory'] = traj
+  return info
+
+
+def _x0_from_eps(schedule, x, n, eps, clip):
+  alpha, sigma = schedule.alpha_sigma(n)
+  x0 = (x - _bcast(sigma, x) * eps) / _bcast(alpha, x)
+  if clip:
+    x0 = jnp.clip(x0, -1.0, 1.0)
+    eps = (x - _bcast(alpha, x) * x0) / _bcast(sigma, x)
+  return x0, eps
+
+
+# --------------------------------------------------------------------------
+# Discrete time (DDPM, DDIM).
+# --------------------------------------------------------------------------
+
+def ddpm_ancestral(eps_fn: Callable, schedule: DiscreteSchedule, x_T, rng,
+                   variance: str = 'beta', clip_denoised: bool = False,
+                   return_trajectory: bool = False):
+  r"""Ho et al. Algorithm 2: for n = T-1..0,
+  x_{n-1} = mu_tilde(x_n, x0_hat) + sigma_n z  (z = 0 at the last step),
+  with x0_hat = (x_n - sqrt(1 - abar_n) eps(x_n, n)) / sqrt(abar_n), optionally
+  clipped to [-1, 1], mu_tilde the posterior mean (eq. 7) and
+  sigma_n^2 = beta_n or beta_tilde_n. NFE = T."""
+  def step(x, n):
+    nb = jnp.full(x.shape[:1], n, jnp.int32)
+    x0, _ = _x0_from_eps(schedule, x, nb, eps_fn(x, nb), clip_denoised)
+    mean, _ = q_posterior(schedule, x0, x, nb)
+    z = jax.random.normal(jax.random.fold_in(rng, n), x.shape, x.dtype)
+    std = jnp.sqrt(reverse_variance(schedule, n, variance))
+    return mean + jnp.where(n > 0, std, 0.0) * z
+
+  ns = jnp.arange(schedule.num_steps - 1, -1, -1)
+  x, traj = _scan(step, x_T, ns, return_trajectory)
+  return x, _info(schedule.num_steps, traj)
+
+
+def ddim_timesteps(num_train_steps: int, num_steps: int):
+  """Evenly spaced sub-sequence tau of 0..T-1 (descending), ending at 0."""
+  return jnp.round(jnp.linspace(num_train_steps - 1, 0, num_steps)).astype(jnp.int32)
+
+
+def ddim(eps_fn: Callable, schedule: DiscreteSchedule, x_T, rng, num_steps: int,
+         eta: float = 0.0, clip_denoised: bool = False, return_trajectory: bool = False):
+  r"""DDIM (Song, Meng, Ermon, arXiv:2010.02502, eq. 12) on the sub-sequence tau:
+
+  x_prev = sqrt(abar_prev) x0_hat + sqrt(1 - abar_prev - s^2) eps_hat + s z,
+  s = eta sqrt((1 - abar_prev) / (1 - abar)) sqrt(1 - abar / abar_prev)  (eq. 16),
+  abar_prev = 1 after the last step. eta = 0 is deterministic given x_T; eta = 1
+  with all T steps is DDPM ancestral sampling with sigma^2 = beta_tilde. NFE = num_steps."""
+  taus = ddim_timesteps(schedule.num_steps, num_steps)
+  prevs = jnp.concatenate([taus[1:], jnp.array([-1], jnp.int32)])
+
+  def step(x, inp):
+    i, n, n_prev = inp
+    nb = jnp.full(x.shape[:1], n, jnp.int32)
+    x0, eps = _x0_from_eps(schedule, x, nb, eps_fn(x, nb), clip_denoised)
+    ab = schedule.alpha_bars[n]
+    ab_prev = jnp.where(n_prev >= 0, schedule.alpha_bars[jnp.maximum(n_prev, 0)], 1.0)
+    s = eta * jnp.sqrt((1.0 - ab_prev) / (1.0 - ab) * (1.0 - ab / ab_prev))
+    z = jax.random.normal(jax.random.fold_in(rng, n), x.shape, x.dtype)
+    return (jnp.sqrt(ab_prev) * x0 + jnp.sqrt(jnp.maximum(1.0 - ab_prev - s ** 2, 0.0)) * eps
+            + s * z)
+
+  x, traj = _scan(step, x_T, (jnp.arange(num_steps), taus, prevs), return_trajectory)
+  return x, _info(num_steps, traj)
+
+
+# --------------------------------------------------------------------------
+# Continuous time SDEs (score_fn(x, t) ~ grad log p_t(x)).
+# --------------------------------------------------------------------------
+
+def _time_grid(sde: SDE, num_steps: int, t_min: Optional[float]):
+  t_min = sde.eps if t_min is None else t_min
+  return jnp.linspace(sde.T, t_min, num_steps + 1)
+
+
+def _tweedie(score_fn, sde, x, t):
+  """E[x_0 | x_t] = (x_t + sigma_t^2 score) / alpha_t (Tweedie's formula)."""
+  tb = _full(x, t)
+  alpha, sigma = sde.marginal(tb)
+  return (x + _bcast(sigma ** 2, x) * score_fn(x, tb)) / _bcast(alpha, x)
+
+
+def euler_maruyama(score_fn: Callable, sde: SDE, x_T, rng, num_steps: int,
+                   t_min: Optional[float] = None, denoise: bool = True,
+                   return_trajectory: bool = False):
+  r"""Euler–Maruyama on the reverse SDE (Song et al. eq. 6), t from T to t_min:
+  x <- x - [f(t) x - g(t)^2 s(x, t)] dt + g(t) sqrt(dt) z   (dt > 0, time decreasing),
+  with no noise on the last step; then, if `denoise`, one Tweedie step
+  x_0 = (x + sigma^2 s) / alpha at t_min. NFE = num_steps (+ 1)."""
+  ts = _time_grid(sde, num_steps, t_min)
+
+  def step(x, inp):
+    i, t, t_next = inp
+    dt = t - t_next
+    tb = _full(x, t)
+    drift = _bcast(sde.drift_coef(tb), x) * x - _bcast(sde.diffusion(tb) ** 2, x) * score_fn(x, tb)
+    z = jax.random.normal(jax.random.fold_in(rng, i), x.shape, x.dtype)
+    noise = jnp.where(i < num_steps - 1, 1.0, 0.0) * _bcast(sde.diffusion(tb), x) * jnp.sqrt(dt) * z
+    return x - drift * dt + noise
+
+  x, traj = _scan(step, x_T, (jnp.arange(num_steps), ts[:-1], ts[1:]), return_trajectory)
+  if denoise:
+    x = _tweedie(score_fn, sde, x, ts[-1])
+    if traj is not None:
+      traj = jnp.concatenate([traj, x[None]], 0)
+  return x, _info(num_steps + int(denoise), traj)
+
+
+def langevin_step(score_fn: Callable, x, t, rng, snr: float, alpha):
+  r"""One Langevin corrector step (Song et al. Algorithm 4/5):
+  eps = 2 alpha (snr ||z|| / ||s||)^2 (norms per example, averaged over the batch),
+  x <- x + eps s(x, t) + sqrt(2 eps) z."""
+  s = score_fn(x, _full(x, t))
+  z = jax.random.normal(rng, x.shape, x.dtype)
+  flat = lambda v: v.reshape(v.shape[0], -1)
+  s_norm = jnp.mean(jnp.linalg.norm(flat(s), axis=-1))
+  z_norm = jnp.mean(jnp.linalg.norm(flat(z), axis=-1))
+  eps = 2.0 * alpha * jnp.square(snr * z_norm / s_norm)
+  return x + eps * s + jnp.sqrt(2.0 * eps) * z
+
+
+def predictor_corrector(score_fn: Callable, sde: SDE, x_T, rng, num_steps: int,
+                        snr: float = 0.16, corrector_steps: int = 1,
+                        t_min: Optional[float] = None, denoise: bool = True,
+                        return_trajectory: bool = False):
+  r"""Predictor–corrector sampling (Song et al. Algorithm 1): at each time, first
+  `corrector_steps` Langevin steps at signal-to-noise `snr` (alpha = 1 - beta(t) dt for
+  VP-type SDEs, the discretised alpha_i of Algorithm 5; 1 for VE), then one
+  Euler–Maruyama predictor step. NFE = num_steps (1 + corrector_steps) (+ 1)."""
+  ts = _time_grid(sde, num_steps, t_min)
+
+  def step(x, inp):
+    i, t, t_next = inp
+    dt = t - t_next
+    key = jax.random.fold_in(rng, i)
+    alpha = 1.0 + 2.0 * sde.drift_coef(t) * dt          # 1 - beta(t) dt (VP), 1 (VE)
+    for j in range(corrector_steps):
+      x = langevin_step(score_fn, x, t, jax.random.fold_in(key, j + 1), snr, alpha)
+    tb = _full(x, t)
+    drift = _bcast(sde.drift_coef(tb), x) * x - _bcast(sde.diffusion(tb) ** 2, x) * score_fn(x, tb)
+    z = jax.random.normal(jax.random.fold_in(key, 0), x.shape, x.dtype)
+    noise = jnp.where(i < num_steps - 1, 1.0, 0.0) * _bcast(sde.diffusion(tb), x) * jnp.sqrt(dt) * z
+    return x - drift * dt + noise
+
+  x, traj = _scan(step, x_T, (jnp.arange(num_steps), ts[:-1], ts[1:]), return_trajectory)
+  if denoise:
+    x = _tweedie(score_fn, sde, x, ts[-1])
+    if traj is not None:
+      traj = jnp.concatenate([traj, x[None]], 0)
+  return x, _info(num_steps * (1 + corrector_steps) + int(denoise), traj)
+
+
+def probability_flow_drift(score_fn: Callable, sde: SDE) -> Callable:
+  r"""The probability-flow ODE (Song et al. eq. 13): dx/dt = f(t) x - 1/2 g(t)^2 s(x, t).
+  Returns drift(x, t[B])."""
+  def drift(x, t):
+    return (_bcast(sde.drift_coef(t), x) * x
+            - 0.5 * _bcast(sde.diffusion(t) ** 2, x) * score_fn(x, t))
+  return drift
+
+
+def _ode_solve(drift: Callable, x, ts, method: str, return_trajectory: bool):
+  """Fixed-step Euler or Heun (trapezoidal predictor-corrector) on dx/dt = drift(x, t)
+  over the grid ts. NFE = steps (Euler) or 2 * steps (Heun)."""
+  if method not in ('euler', 'heun'):
+    raise ValueError(f"Unknown ODE method {method!r}: use 'euler' or 'heun'.")
+
+  def step(x, inp):
+    t, t_next = inp
+    h = t_next - t
+    d = drift(x, _full(x, t))
+    x_e = x + h * d
+    if method == 'euler':
+      return x_e
+    d2 = drift(x_e, _full(x, t_next))
+    return x + 0.5 * h * (d + d2)
+
+  x, traj = _scan(step, x, (ts[:-1], ts[1:]), return_trajectory)
+  steps = ts.shape[0] - 1
+  return x, traj, steps * (1 if method == 'euler' else 2)
+
+
+def probability_flow_sampler(score_fn: Callable, sde: SDE, x_T, num_steps: int,
+                             method: str = 'heun', t_min: Optional[float] = None,
+                             denoise: bool = True, return_trajectory: bool = False):
+  """Integrates the probability-flow ODE from T to t_min with Euler or Heun steps on a
+  uniform time grid; optional final Tweedie denoising. Deterministic given x_T."""
+  ts = _time_grid(sde, num_steps, t_min)
+  x, traj, nfe = _ode_solve(probability_flow_drift(score_fn, sde), x_T, ts, method,
+                            return_trajectory)
+  if denoise:
+    x = _tweedie(score_fn, sde, x, ts[-1])
+    if traj is not None:
+      traj = jnp.concatenate([traj, x[None]], 0)
+  return x, _info(nfe + int(denoise), traj)
+
+
+# --------------------------------------------------------------------------
+# EDM (denoise_fn(x, sigma[B]) ~ E[x_0 | x_0 + sigma n = x]).
+# --------------------------------------------------------------------------
+
+def edm_sigmas(num_steps: int, sigma_min: float = 0.002, sigma_max: float = 80.0,
+               rho: float = 7.0):
+  r"""EDM eq. 5: sigma_i = (smax^{1/rho} + i/(N-1) (smin^{1/rho} - smax^{1/rho}))^rho,
+  i = 0..N-1, followed by sigma_N = 0. Returns [N + 1]."""
+  i = jnp.arange(num_steps, dtype=jnp.float32)
+  inv = 1.0 / rho
+  denom = max(num_steps - 1, 1)
+  s = (sigma_max ** inv + i / denom * (sigma_min ** inv - sigma_max ** inv)) ** rho
+  return jnp.concatenate([s, jnp.zeros((1,), jnp.float32)])
+
+
+def edm_sampler(denoise_fn: Callable, shape, rng, num_steps: int = 18,
+                sigma_min: float = 0.002, sigma_max: float = 80.0, rho: float = 7.0,
+                s_churn: float = 0.0, s_tmin: float = 0.0, s_tmax: float = float('inf'),
+                s_noise: float = 1.0, heun: bool = True, return_trajectory: bool = False):
+  r"""EDM Algorithm 2 (Karras et al., arXiv:2206.00364) on dx/dsigma = (x - D(x; sigma)) / sigma:
+  x_0 = sigma_0 z; at step i, gamma = min(S_churn / N, sqrt(2) - 1) when
+  S_tmin <= sigma_i <= S_tmax, sigma_hat = (1 + gamma) sigma_i,
+  x_hat = x + sqrt(sigma_hat^2 - sigma_i^2) S_noise eps; an Euler step to sigma_{i+1},
+  corrected by Heun's second-order step unless sigma_{i+1} = 0.
+  S_churn = 0 is the deterministic sampler. NFE = 2N - 1 (Heun) or N (Euler)."""
+  sigmas = edm_sigmas(num_steps, sigma_min, sigma_max, rho)
+  x_init = sigmas[0] * jax.random.normal(jax.random.fold_in(rng, num_steps), shape)
+  gamma_max = min(s_churn / num_steps, math.sqrt(2.0) - 1.0)
+
+  def deriv(x, sigma):
+    return (x - denoise_fn(x, _full(x, sigma))) / sigma
+
+  def churn(x, i, sigma):
+    gamma = jnp.where((sigma >= s_tmin) & (sigma <= s_tmax), gamma_max, 0.0)
+    sigma_hat = sigma * (1.0 + gamma)
+    if s_churn > 0:
+      eps = s_noise * jax.random.normal(jax.random.fold_in(rng, i), x.shape, x.dtype)
+      x = x + jnp.sqrt(jnp.maximum(sigma_hat ** 2 - sigma ** 2, 0.0)) * eps
+    return x, sigma_hat
+
+  def step(x, inp):
+    i, sigma, sigma_next = inp
+    x_hat, sigma_hat = churn(x, i, sigma)
+    d = deriv(x_hat, sigma_hat)
+    x_next = x_hat + (sigma_next - sigma_hat) * d
+    if heun:
+      d2 = deriv(x_next, sigma_next)
+      x_next = x_hat + (sigma_next - sigma_hat) * 0.5 * (d + d2)
+    return x_next
+
+  # N - 1 steps end at sigma > 0 (Heun); the last step to sigma = 0 is Euler.
+  n = num_steps
+  x, traj = _scan(step, x_init, (jnp.arange(n - 1), sigmas[:n - 1], sigmas[1:n]),
+                  return_trajectory)
+  x_hat, sigma_hat = churn(x, n - 1, sigmas[n - 1])
+  x = x_hat - sigma_hat * deriv(x_hat, sigma_hat)        # = D(x_hat, sigma_hat)
+  if traj is not None:
+    traj = jnp.concatenate([traj, x[None]], 0)
+  return x, _info((2 * n - 1) if heun else n, traj)
+
+
+# --------------------------------------------------------------------------
+# Flow matching (velocity_fn(x, t), noise at t = 0, data at t = 1).
+# --------------------------------------------------------------------------
+
+def flow_sampler(velocity_fn: Callable, x_0, num_steps: int, method: str = 'euler',
+                 return_trajectory: bool = False):
+  """Integrates dx/dt = v(x, t) from t = 0 (noise) to t = 1 (data) with Euler or Heun
+  steps on a uniform grid. NFE = num_steps (Euler) or 2 num_steps (Heun)."""
+  ts = jnp.linspace(0.0, 1.0, num_steps + 1)
+  x, traj, nfe = _ode_solve(velocity_fn, x_0, ts, method, return_trajectory)
+  return x, _info(nfe, traj)
+
+
+# --------------------------------------------------------------------------
+# Classifier-free guidance.
+# --------------------------------------------------------------------------
+
+def classifier_free_guidance(fn: Callable, label, null_label: int, guidance) -> Callable:
+  r"""Ho & Salimans (arXiv:2207.12598): for a model fn(x, t, label) trained with label
+  dropout, returns the guided model of (x, t)
+
+      f_w(x, t) = f(x, t, null) + w (f(x, t, label) - f(x, t, null)),
+
+  so w = 0 is the unconditional model, w = 1 the conditional one and w > 1 extrapolates
+  (Ho & Salimans' w equals this w - 1). Valid for every output that is linear in the
+  score (eps, score, x0 / denoiser, velocity). Both passes run as one batch of 2B."""
+  def guided(x, t):
+    b = x.shape[0]
+    lab = jnp.broadcast_to(jnp.asarray(label, jnp.int32), (b,))
+    labels = jnp.concatenate([lab, jnp.full((b,), null_label, jnp.int32)])
+    out = fn(jnp.concatenate([x, x]), jnp.concatenate([t, t]), labels)
+    cond, uncond = out[:b], out[b:]
+    return uncond + guidance * (cond - uncond)
+  return guided
