@@ -63,6 +63,9 @@ def test_sample_metrics_separate_real_from_noise(trained, digits_test):
   assert bad["FD (digits classifier)"] > 5 * held_out["FD (digits classifier)"]
   assert bad["recall"] < 0.2 < 0.6 < held_out["recall"]
   assert bad["precision"] < held_out["precision"]
+  nan_samples = np.full_like(images, np.nan)
+  diverged = features_lib.sample_metrics(net, images, nan_samples)
+  assert np.isnan(diverged["FD (digits classifier)"]) and np.isnan(diverged["recall"])
 
 
 def test_inputs_are_checked(trained, tmp_path):
