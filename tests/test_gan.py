@@ -1,0 +1,177 @@
+"""GAN nets and the gan / cgan paradigms: shapes, contracts, errors, spectral norm."""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+from gen_jax.data.info import DatasetInfo
+from gen_jax.errors import UserError
+from gen_jax.losses import adversarial as adv
+from gen_jax.nets import gan as nets
+from gen_jax.paradigms import cgan, gan
+
+DIGITS = DatasetInfo(name='digits', kind='image', shape=(8, 8, 1), num_levels=17, num_classes=10)
+MNIST = DatasetInfo(name='mnist_idx', kind='image', shape=(28, 28, 1), num_levels=256, num_classes=10)
+TOY = DatasetInfo(name='toy2d/eight_gaussians', kind='points', shape=(2,))
+TOY_LABELLED = DatasetInfo(name='toy2d/eight_gaussians', kind='points', shape=(2,), num_classes=8)
+
+SMALL = dict(latent_dim=8, g_channels=8, d_channels=8, d_feature_dim=16,
+             g_hidden=(16,), d_hidden=(16,))
+
+
+def small_config(**fields):
+  return ml_collections.ConfigDict({**SMALL, **fields})
+
+
+def random_batch(info, n=4, seed=0):
+  rng = np.random.default_rng(seed)
+  label = rng.integers(0, info.num_classes or 1, n).astype(np.int32)
+  if info.kind == 'image':
+    return {'image': rng.integers(0, info.num_levels, (n, *info.shape)).astype(np.uint8),
+            'label': label}
+  return {'x': rng.standard_normal((n, *info.shape)).astype(np.float32), 'label': label}
+
+
+@pytest.mark.parametrize('module, info', [(gan, DIGITS), (cgan, DIGITS), (gan, MNIST), (cgan, TOY_LABELLED)],
+                         ids=['gan-digits', 'cgan-digits', 'gan-mnist', 'cgan-toy'])
+def test_players_losses_and_samples(module, info):
+  paradigm = module.make(small_config(loss='wgan_gp', r1_gamma=1.0, n_critic=2), info)
+  assert paradigm.players == ('discriminator', 'generator')
+  assert paradigm.update_schedule == ('discriminator', 'discriminator', 'generator')
+  assert paradigm.log_likelihood is None
+  batch = random_batch(info)
+  params = paradigm.init(jax.random.key(0), batch)
+  assert set(params) == {'generator', 'discriminator'}
+  d_total, d_metrics = jax.jit(paradigm.loss['discriminator'])(params, batch, jax.random.key(1))
+  g_total, g_metrics = jax.jit(paradigm.loss['generator'])(params, batch, jax.random.key(2))
+  assert d_total.shape == () and g_total.shape == ()
+  # The total is the adversarial loss plus the penalties with their weights.
+  np.testing.assert_allclose(
+      d_total, d_metrics['d_loss'] + 10.0 * d_metrics['d_gradient_penalty'] + 0.5 * d_metrics['d_r1'],
+      rtol=1e-5)
+  # WGAN: L_D = E D(G(z)) - E D(x); L_G = -E D(G(z)).
+  np.testing.assert_allclose(d_metrics['d_loss'],
+                             d_metrics['d_fake_logit'] - d_metrics['d_real_logit'], rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(g_total, -g_metrics['g_fake_logit'], rtol=1e-5, atol=1e-7)
+  assert all(np.isfinite(float(v)) for v in {**d_metrics, **g_metrics}.values())
+  samples = jax.jit(paradigm.sample, static_argnums=2)(params, jax.random.key(3), 5)
+  assert samples.shape == (5, *info.shape) and samples.dtype == jnp.float32
+  if info.kind == 'image':
+    assert float(samples.min()) >= 0.0 and float(samples.max()) <= 1.0
+
+
+def test_each_loss_reads_only_what_its_player_should_train():
+  paradigm = gan.make(small_config(loss='hinge'), DIGITS)
+  batch = random_batch(DIGITS)
+  params = paradigm.init(jax.random.key(0), batch)
+  grads = {player: jax.grad(lambda p, player=player: paradigm.loss[player](p, batch, jax.random.key(1))[0])(params)
+           for player in paradigm.players}
+  norm = lambda tree: float(jnp.sqrt(sum(jnp.sum(g ** 2) for g in jax.tree.leaves(tree))))
+  # The discriminator's loss depends on G only through the fakes; the generator's loss
+  # depends on both: the loop keeps the gradient w.r.t. its own player only.
+  assert norm(grads['discriminator']['discriminator']) > 0
+  assert norm(grads['generator']['generator']) > 0
+  assert norm(grads['discriminator']['generator']) > 0   # so the loop must not apply it
+
+
+def test_fakes_use_the_data_scale_and_the_loss_matches_the_nets():
+  """L_D of the paradigm = the loss function applied to D on [-1, 1] reals and G(z)."""
+  paradigm = gan.make(small_config(loss='least_squares'), DIGITS)
+  batch = random_batch(DIGITS)
+  params = paradigm.init(jax.random.key(0), batch)
+  d_total, m = paradigm.loss['discriminator'](params, batch, jax.random.key(1))
+  x_real = batch['image'] / 16.0 * 2.0 - 1.0
+  d = nets.ConvDiscriminator(channels=8, num_downsamples=2, feature_dim=16)
+  real_logits = d.apply({'params': params['discriminator']}, jnp.asarray(x_real, jnp.float32))
+  np.testing.assert_allclose(m['d_real_logit'], jnp.mean(real_logits), rtol=1e-5)
+  fake_logits_mean = m['d_fake_logit']
+  expected = 0.5 * jnp.mean((real_logits - 1) ** 2) + 0.5 * jnp.mean(
+      d.apply({'params': params['discriminator']},
+              2 * jnp.asarray(paradigm.sample(params, jax.random.split(jax.random.key(1))[0], 4)) - 1) ** 2)
+  np.testing.assert_allclose(d_total, expected, rtol=1e-4)
+  assert np.isfinite(float(fake_logits_mean))
+
+
+def test_conditional_sample_labels():
+  paradigm = cgan.make(small_config(), DIGITS)
+  params = paradigm.init(jax.random.key(0), random_batch(DIGITS))
+  key = jax.random.key(5)
+  by_default = paradigm.sample(params, key, 12)
+  explicit = paradigm.sample(params, key, 12, label=jnp.arange(12) % 10)
+  np.testing.assert_array_equal(by_default, explicit)
+  all_threes = paradigm.sample(params, key, 12, label=3)
+  np.testing.assert_array_equal(all_threes[3], explicit[3])
+  assert not np.array_equal(all_threes[4], explicit[4])
+  with pytest.raises(TypeError):
+    gan.make(small_config(), DIGITS).sample(params, key, 4, label=3)
+
+
+def test_init_works_from_a_label_free_shape_only_batch():
+  paradigm = cgan.make(small_config(), TOY_LABELLED)
+  params = paradigm.init(jax.random.key(0), {'x': np.zeros((2, 2), np.float32)})
+  assert params['discriminator']['projection']['embedding'].shape == (8, 16)
+
+
+@pytest.mark.parametrize('module, info, fields, match', [
+    (gan, DatasetInfo(name='odd', kind='image', shape=(10, 10, 1), num_levels=2), {}, 'num_upsamples'),
+    (gan, TOY, {'net': 'conv'}, 'net="mlp"'),
+    (gan, DatasetInfo(name='text_file', kind='text', shape=(65,), vocab='ab'), {}, 'text'),
+    (cgan, TOY, {}, 'num_classes'),
+    (gan, DIGITS, {'loss': 'minimax'}, 'config.model.loss'),
+    (gan, DIGITS, {'n_critic': 0}, 'n_critic'),
+])
+def test_errors_name_the_cause_and_the_fix(module, info, fields, match):
+  with pytest.raises(UserError, match=match):
+    module.make(small_config(**fields), info)
+
+
+def test_mlp_net_on_images_and_defaults():
+  paradigm = gan.make(ml_collections.ConfigDict({'net': 'mlp', 'g_hidden': [8], 'd_hidden': [8]}), DIGITS)
+  params = paradigm.init(jax.random.key(0), random_batch(DIGITS))
+  samples = paradigm.sample(params, jax.random.key(1), 3)
+  assert samples.shape == (3, 8, 8, 1)
+  assert paradigm.update_schedule == ('discriminator', 'generator')
+
+
+def test_spectral_normalize_gives_unit_largest_singular_value():
+  w = jax.random.normal(jax.random.key(0), (48, 32))
+  # Many iterations: converged, sigma_1(W / sigma) = 1.
+  np.testing.assert_allclose(np.linalg.svd(nets.spectral_normalize(w, 200), compute_uv=False)[0],
+                             1.0, rtol=1e-3)
+  # Few iterations: the estimate of sigma_1 is a lower bound, so sigma_1(W / sigma) >= 1, near 1.
+  s = np.linalg.svd(nets.spectral_normalize(w, 5), compute_uv=False)[0]
+  assert 1.0 - 1e-5 <= s < 1.15
+  # A conv kernel [kh, kw, in, out] is normalised as the [kh * kw * in, out] matrix.
+  k = jax.random.normal(jax.random.key(1), (3, 3, 4, 8))
+  s = np.linalg.svd(np.reshape(nets.spectral_normalize(k, 200), (-1, 8)), compute_uv=False)[0]
+  np.testing.assert_allclose(s, 1.0, rtol=1e-3)
+
+
+def test_spectrally_normalised_discriminator_is_1_lipschitz_per_layer():
+  # With every layer normalised and LeakyReLU (1-Lipschitz), ||∇_x D(x)|| <= prod ||W_l|| ≈ 1.
+  d = nets.MLPDiscriminator(hidden=(32, 32), spectral_norm=True, num_power_iters=100)
+  x = jax.random.normal(jax.random.key(0), (64, 2))
+  params = d.init(jax.random.key(1), x)
+  sq = adv.r1_penalty(lambda v: d.apply(params, v), x) * 1.0      # mean ||∇D||^2
+  grads = jax.vmap(jax.grad(lambda v: d.apply(params, v[None])[0]))(x)
+  assert float(jnp.max(jnp.linalg.norm(grads, axis=1))) <= 1.0 + 1e-3
+  assert float(sq) > 0.0
+
+
+def test_projection_discriminator_differs_across_classes_by_the_embedding_inner_product():
+  d = nets.MLPDiscriminator(hidden=(8,), num_classes=3)
+  x = jax.random.normal(jax.random.key(0), (4, 2))
+  params = d.init(jax.random.key(1), x, jnp.zeros(4, jnp.int32))
+  phi = lambda v: nn_features(params, v)
+  emb = params['params']['projection']['embedding']
+  diff = d.apply(params, x, jnp.full(4, 2)) - d.apply(params, x, jnp.full(4, 0))
+  np.testing.assert_allclose(diff, phi(x) @ (emb[2] - emb[0]), rtol=1e-5, atol=1e-6)
+
+
+def nn_features(params, x):
+  """φ(x) of a one-hidden-layer MLPDiscriminator, recomputed from its parameters."""
+  layer = params['params']['SNDense_0']
+  return jax.nn.leaky_relu(x @ layer['kernel'] + layer['bias'], 0.2)
