@@ -22,7 +22,8 @@ DATASETS = (
     "text_file",
 )
 
-_LAZY = ("get_info", "train_iterator", "eval_batches", "train_dataset", "load_builder", "default_data_dir")
+_LAZY = ("get_info", "train_iterator", "eval_batches", "train_dataset", "split_arrays", "load_builder",
+         "default_data_dir")
 
 __all__ = ["DatasetInfo", "DATASETS", *_LAZY]
 

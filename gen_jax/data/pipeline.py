@@ -36,12 +36,12 @@ import grain
 import numpy as np
 import tensorflow_datasets as tfds
 
+from gen_jax.data import DATASETS as OUR_DATASETS
 from gen_jax.data import builders
 from gen_jax.data import preprocess as preprocess_lib
 from gen_jax.data import toy2d
 from gen_jax.data.info import DatasetInfo
 
-from gen_jax.data import DATASETS as OUR_DATASETS
 # Where the configs look for raw files when manual_dir is not given (relative to the cwd).
 DEFAULT_MANUAL_DIRS = {
     "mnist_idx": "../shared/data/mnist",
@@ -134,7 +134,8 @@ def load_builder(name: str, *, data_dir: Optional[str] = None, manual_dir: Optio
   if builder.is_prepared():
     return builder
   os.makedirs(data_dir, exist_ok=True)
-  lock = os.path.join(data_dir, f".gen_jax-{builder.name}-{builder.builder_config.name if builder.builder_config else 'default'}.lock")
+  config_name = builder.builder_config.name if builder.builder_config else "default"
+  lock = os.path.join(data_dir, f".gen_jax-{builder.name}-{config_name}.lock")
   with _file_lock(lock):
     builder = _make_builder(name, data_dir, manual_dir)   # another process may have prepared it
     if not builder.is_prepared():
@@ -236,7 +237,12 @@ def _split_arrays_cached(data_path: str, name: str, data_dir: str, manual_dir, s
   builder = load_builder(name, data_dir=data_dir, manual_dir=manual_dir)
   if _kind(builder) == "text":
     return {"tokens": _text_tokens(builder, split)}
-  source = builder.as_data_source(split=split)
+  try:
+    source = builder.as_data_source(split=split)
+  except Exception as e:  # e.g. a catalog dataset prepared as tfrecord
+    raise ValueError(
+        f"Cannot read {name!r} ({builder.data_path}) as a random-access data source: {e}. "
+        f"Prepare it with `tfds build {name} --file_format=array_record`.") from e
   records = [source[i] for i in range(len(source))]
   if not records:
     raise ValueError(f"Dataset {name!r} has an empty {split!r} split.")
