@@ -31,8 +31,13 @@ def maybe_initialize_distributed() -> None:
 
 
 def run_main(main_fn):
-  """Runs an absl main; user errors print one line naming cause and fix, exit 2."""
+  """Runs an absl main; user errors print one line naming cause and fix, exit 2.
+
+  Library INFO logs (Orbax, TFDS) are hidden unless --verbosity=0 is given.
+  """
   def wrapped(argv):
+    if not flags.FLAGS["verbosity"].present:
+      logging.set_verbosity(logging.WARNING)
     try:
       return main_fn(argv)
     except (UserError, NonFiniteError, FileNotFoundError) as e:

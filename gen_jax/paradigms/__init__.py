@@ -7,16 +7,21 @@ from gen_jax.paradigms.base import Paradigm
 
 
 def load_paradigm(config, info) -> Paradigm:
-  """Imports `gen_jax.paradigms.<config.paradigm>` and builds its paradigm."""
+  """Builds the paradigm `config.paradigm` names, via its module's `make(config.model, info)`.
+
+  A bare name ("vae") means `gen_jax.paradigms.vae`; a dotted path
+  ("my_project.my_paradigm") names a module outside the library.
+  """
   name = config.paradigm
+  module_name = name if "." in name else f"gen_jax.paradigms.{name}"
   try:
-    module = importlib.import_module(f"gen_jax.paradigms.{name}")
+    module = importlib.import_module(module_name)
   except ModuleNotFoundError as e:
-    if e.name != f"gen_jax.paradigms.{name}":
+    if e.name != module_name:
       raise
     raise ValueError(
-        f"Unknown paradigm {name!r}: there is no module gen_jax/paradigms/{name}.py. "
-        "Set config.paradigm to the name of a module in gen_jax/paradigms/.") from None
+        f"Unknown paradigm {name!r}: there is no module {module_name}. Set config.paradigm "
+        "to the name of a module in gen_jax/paradigms/ (or a dotted module path).") from None
   return module.make(config.model, info)
 
 

@@ -58,7 +58,8 @@ class VAENet(nn.Module):
     return mean, logvar
 
   def decode(self, z):
-    out = self.decoder(z)
+    """z [..., D] -> decoder outputs [..., H, W, out_channels]."""
+    out = self.decoder(z.reshape(-1, z.shape[-1]))
     return out.reshape(*z.shape[:-1], *self.image_shape[:2], self.out_channels)
 
   def __call__(self, x, z):

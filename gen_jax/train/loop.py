@@ -177,9 +177,10 @@ class _SigtermFlag:
       signal.signal(signal.SIGTERM, self._previous)
 
 
-def _check_finite(state: TrainState) -> None:
+def _check_finite(state: TrainState, config) -> None:
+  """Halts on a recorded NaN/inf step (unless config.on_nonfinite == "skip")."""
   bad = int(jax.device_get(state.nonfinite_step))
-  if bad >= 0:
+  if bad >= 0 and config.on_nonfinite == "halt":
     what = NONFINITE_NAMES.get(int(jax.device_get(state.nonfinite_what)), "loss")
     raise NonFiniteError(
         f"The {what} became NaN/inf at step {bad}; the run stopped and its newest checkpoint "
@@ -187,13 +188,17 @@ def _check_finite(state: TrainState) -> None:
         "optimizer.grad_clip_norm, or set --config.on_nonfinite=skip to skip such steps.")
 
 
-def train(config, workdir: str, *, progress: bool = True) -> TrainState:
-  """Trains `config` in `workdir`, resuming from its newest checkpoint if any."""
+def train(config, workdir: str, *, paradigm=None, progress: bool = True) -> TrainState:
+  """Trains `config` in `workdir`, resuming from its newest checkpoint if any.
+
+  `paradigm` overrides the one `config.paradigm` names (e.g. a Paradigm built
+  in a notebook around a new loss); otherwise it is built from the config.
+  """
   is_main = jax.process_index() == 0
   ckpt_lib.check_or_write_config(workdir, config, write=is_main)
   if config.on_nonfinite not in ("halt", "skip"):
     raise UserError(f"config.on_nonfinite={config.on_nonfinite!r}; use 'halt' or 'skip'.")
-  run = build(config)
+  run = build(config, paradigm=paradigm)
   train_iter = data_lib.train_iterator(
       config.dataset, batch_size=config.batch_size, seed=config.seed,
       process_index=jax.process_index(), process_count=jax.process_count(), **data_kwargs(config))
@@ -223,7 +228,7 @@ def train(config, workdir: str, *, progress: bool = True) -> TrainState:
       pending.clear()
 
   def save(step):
-    _check_finite(state)
+    _check_finite(state, config)
     ckpt_lib.save(manager, step, state, train_iter)
 
   with _SigtermFlag() as sigterm:
@@ -236,7 +241,7 @@ def train(config, workdir: str, *, progress: bool = True) -> TrainState:
         if step % config.log_every_steps == 0 or step == total:
           pending.append((step, metrics))
           flush()
-          _check_finite(state)
+          _check_finite(state, config)
         if step % config.checkpoint_every_steps == 0 or step == total or sigterm.raised:
           save(step)
         if sigterm.raised:
@@ -244,8 +249,8 @@ def train(config, workdir: str, *, progress: bool = True) -> TrainState:
         if step % config.eval_every_steps == 0 or step == total:
           result = evaluate(run, state)
           if result is not None:
-            writer.write(step, {f"eval/{k}": v for k, v in result.items()
-                                if isinstance(v, (int, float)) and not isinstance(v, bool)})
+            writer.write(step, {f"eval/{k}": float(v) for k, v in result.items()
+                                if isinstance(v, (int, float))})
         if is_main and (step % config.sample_every_steps == 0 or step == total):
           write_samples(run, state, workdir, step)
     finally:
@@ -266,10 +271,10 @@ def load_config(workdir: str):
     return ml_collections.ConfigDict(json.load(f))
 
 
-def restore(workdir: str, step: int | None = None):
+def restore(workdir: str, step: int | None = None, paradigm=None):
   """(run, state, step) of a trained workdir's newest (or given) intact checkpoint."""
   config = load_config(workdir)
-  run = build(config)
+  run = build(config, paradigm=paradigm)
   manager = ckpt_lib.make_manager(workdir, config.keep_checkpoints)
   try:
     if step is not None:
@@ -285,9 +290,9 @@ def restore(workdir: str, step: int | None = None):
 
 
 def evaluate_workdir(workdir: str, split: str = "test", iwae_k: int = 0,
-                     max_examples: int = 0) -> dict:
+                     max_examples: int = 0, paradigm=None) -> dict:
   """Evaluates a workdir's newest checkpoint; writes and returns the eval.json record."""
-  run, state, step = restore(workdir)
+  run, state, step = restore(workdir, paradigm=paradigm)
   if iwae_k:
     ll = functools.partial(run.paradigm.log_likelihood, num_samples=iwae_k)
     run.paradigm = run.paradigm._replace(log_likelihood=ll)

@@ -75,7 +75,7 @@ def make_train_step(paradigm: Paradigm, optimizers, schedules, ema_decay: float,
         metrics.update({f"{player}/{k}": v for k, v in m.items()})
         metrics.update({f"{player}/loss": loss, f"{player}/grad_norm": g})
       # The scalar the loop logs and checks: the sum of the players' last losses.
-      loss = sum(metrics[f"{p}/loss"] for p in paradigm.players)
+      loss = sum(metrics[f"{p}/loss"] for p in dict.fromkeys(paradigm.update_schedule))
     loss_ok, grads_ok = jnp.isfinite(loss), jnp.isfinite(grad_norm)
     ok = loss_ok & grads_ok
     if skip_nonfinite:
@@ -91,6 +91,7 @@ def make_train_step(paradigm: Paradigm, optimizers, schedules, ema_decay: float,
         nonfinite_step=jnp.where(first, state.step, state.nonfinite_step),
         nonfinite_what=jnp.where(
             first, jnp.where(loss_ok, NONFINITE_GRADS, NONFINITE_LOSS), state.nonfinite_what))
+    metrics["nonfinite"] = (~ok).astype(jnp.float32)   # 1 on a NaN/inf step (skipped or halting)
     return state, {"loss": loss, **metrics}
 
   return train_step

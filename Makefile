@@ -1,0 +1,31 @@
+# gen_jax: `make demo` trains the default paradigm (VAE) on the embedded digits;
+# `make test` runs the test suite. Both create .venv on first use and reinstall
+# only when requirements.txt or setup.cfg change.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+DEMO_DIR ?= workdirs/demo
+PYTEST_WORKERS ?= 2
+
+.PHONY: demo test install clean
+
+install: $(STAMP)
+
+$(STAMP): requirements.txt setup.cfg pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q --no-deps -e .
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m experiments.train --config=experiments/configs/vae.py:digits --workdir=$(DEMO_DIR)
+	$(PY) -m experiments.sample --workdir=$(DEMO_DIR) --num=64 --out=$(DEMO_DIR)/samples.png
+	$(PY) -m experiments.evaluate --workdir=$(DEMO_DIR)
+
+test: $(STAMP)
+	$(PY) -m pytest -n $(PYTEST_WORKERS) -q
+
+clean:
+	rm -rf $(VENV) workdirs
