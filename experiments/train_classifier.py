@@ -9,12 +9,15 @@ Trains `gen_jax.nets.classifier.Classifier` with AdamW, cosine decay and random
   * `params/`         the parameters, an Orbax StandardCheckpointer checkpoint;
   * `classifier.json` the dataset, image shape, levels, the net's fields, and the
                       measured test accuracy (`test_accuracy`, over the whole test split).
-`gen_jax.eval.features.load_classifier(workdir)` reads both back.
+`gen_jax.eval.features.load_classifier(workdir)` reads both back;
+`load_or_train(dataset)` loads the one in `features.default_classifier_dir(dataset)`
+($GEN_JAX_CLASSIFIER_DIR/<dataset> or ~/.cache/gen_jax/classifiers/<dataset>), training it first if absent.
 Digits (defaults, 2-core CPU): see the README / the final line this prints.
 """
 from __future__ import annotations
 
 import json
+import os
 import time
 
 from absl import app
@@ -133,6 +136,19 @@ def train(dataset="digits", workdir=None, num_steps=None, batch_size=128, learni
   if workdir:
     features_lib.save_classifier(workdir, params, meta)
   return meta
+
+
+def load_or_train(dataset="digits", workdir=None, **train_kwargs) -> features_lib.FeatureNet:
+  """The classifier of `dataset` in `workdir` (default `features.default_classifier_dir(dataset)`),
+  trained there first (with `train(**train_kwargs)`) when the folder holds none."""
+  workdir = workdir or features_lib.default_classifier_dir(dataset)
+  if not os.path.exists(os.path.join(workdir, features_lib.META_FILE)):
+    train(dataset, workdir, **train_kwargs)
+  net = features_lib.load_classifier(workdir)
+  if net.dataset != dataset:
+    raise ValueError(f"{workdir} holds a classifier for {net.dataset!r}, not {dataset!r}; "
+                     "use another workdir or delete that one.")
+  return net
 
 
 def main(argv):

@@ -101,3 +101,11 @@ def test_command_line_entry_point(tmp_path):
   assert meta["num_steps"] == 5 and "test accuracy" in out.stdout
   assert os.path.isdir(tmp_path / "params")
   features_lib.load_classifier(str(tmp_path))
+
+
+def test_load_or_train_reuses_a_trained_classifier(trained):
+  workdir, meta = trained
+  net = train_classifier.load_or_train("digits", workdir)   # no training: the folder has one
+  assert net.meta == meta
+  with pytest.raises(ValueError, match="holds a classifier for 'digits'"):
+    train_classifier.load_or_train("mnist_idx", workdir)
