@@ -6,9 +6,10 @@ label them with the project's classifier (gen_jax/eval/features.py), and report
 
   acc_c = (1/n) sum_i 1[classifier(x_i^{(c)}) = c],   acc = mean_c acc_c
 
-(the "classification accuracy score" style check of conditional GANs, e.g.
-Odena et al. 2017, arXiv:1610.09585, which used an Inception classifier). It is
-bounded by the classifier's own test accuracy, reported beside it.
+(the check of AC-GAN, Odena et al. 2017, arXiv:1610.09585, which scored the
+share of samples an Inception network assigns to the intended class; not
+Ravuri & Vinyals' "classification accuracy score", which trains a classifier on
+samples). It is bounded by the classifier's own test accuracy: report both.
 """
 from __future__ import annotations
 
