@@ -17,6 +17,8 @@ outside TFDS's package, where `dataset_info_from_configs` fails.
 """
 from __future__ import annotations
 
+from gen_jax.errors import UserError
+
 import dataclasses
 import gzip
 import hashlib
@@ -156,12 +158,12 @@ def read_idx(path: str) -> np.ndarray:
   with opener(path, "rb") as f:
     raw = f.read()
   if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
-    raise ValueError(f"{path} is not an IDX file (bad magic number {raw[:4]!r}).")
+    raise UserError(f"{path} is not an IDX file (bad magic number {raw[:4]!r}).")
   ndim = raw[3]
   shape = tuple(int(s) for s in np.frombuffer(raw, ">u4", count=ndim, offset=4))
   data = np.frombuffer(raw, _IDX_DTYPES[raw[2]], offset=4 + 4 * ndim)
   if data.size != int(np.prod(shape)):
-    raise ValueError(f"{path}: header says shape {shape} but holds {data.size} values (truncated?).")
+    raise UserError(f"{path}: header says shape {shape} but holds {data.size} values (truncated?).")
   return data.reshape(shape)
 
 
@@ -227,7 +229,7 @@ def mnist_idx_arrays(manual_dir: str, variant: str, binarized: bool) -> dict:
   def load(prefix, file_index):
     images, labels = read_idx(files[prefix + "_images"]), read_idx(files[prefix + "_labels"])
     if images.ndim != 3 or images.shape[1:] != (28, 28) or labels.shape != images.shape[:1]:
-      raise ValueError(f"Unexpected IDX shapes {images.shape}, {labels.shape} in {manual_dir}.")
+      raise UserError(f"Unexpected IDX shapes {images.shape}, {labels.shape} in {manual_dir}.")
     images = images.astype(np.uint8)[..., None]
     if binarized:
       u = np.random.default_rng([MNIST_BINARIZE_SEED, file_index]).random(images.shape)
@@ -238,7 +240,7 @@ def mnist_idx_arrays(manual_dir: str, variant: str, binarized: bool) -> dict:
   if variant == "mnist60k":
     return {"train": load("train", 1), "test": test}
   if len(test[0]) != 10_000:
-    raise ValueError(f"mnist10k expects 10,000 test images, found {len(test[0])} in {manual_dir}.")
+    raise UserError(f"mnist10k expects 10,000 test images, found {len(test[0])} in {manual_dir}.")
   perm = np.random.default_rng(MNIST10K_SPLIT_SEED).permutation(10_000)
   tr, te = perm[:MNIST10K_NUM_TRAIN], perm[MNIST10K_NUM_TRAIN:]
   return {"train": (test[0][tr], test[1][tr]), "test": (test[0][te], test[1][te])}
@@ -341,7 +343,7 @@ class TextFile(tfds.core.GeneratorBasedBuilder):
     with open(path, encoding="utf-8") as f:
       text = f.read()
     if len(text) < 2:
-      raise ValueError(f"{path} holds {len(text)} characters; text_file needs at least 2.")
+      raise UserError(f"{path} holds {len(text)} characters; text_file needs at least 2.")
     vocab, tokens = tokenize_text(text)
     self.info.metadata["vocab"] = vocab
     splits = text_split_tokens(tokens)

@@ -24,6 +24,8 @@ downloaded.
 """
 from __future__ import annotations
 
+from gen_jax.errors import UserError
+
 import contextlib
 import functools
 import fcntl
@@ -59,8 +61,8 @@ def default_data_dir() -> str:
 
 # --------------------------------------------------------------- builders ---
 
-def _unknown_dataset_error(name: str, cause: str = "") -> ValueError:
-  return ValueError(
+def _unknown_dataset_error(name: str, cause: str = "") -> UserError:
+  return UserError(
       f"Unknown dataset {name!r}{cause}. gen_jax's offline datasets: {', '.join(OUR_DATASETS)}. "
       "Any other name is looked up in the TFDS catalog (e.g. 'mnist', 'cifar10'), which works "
       "only if it is already prepared as array_record in data_dir (this machine may have no "
@@ -88,7 +90,7 @@ def _make_builder(name: str, data_dir: str, manual_dir: Optional[str]):
   except Exception as e:  # DatasetNotFoundError, bad config names, ...
     raise _unknown_dataset_error(name, f" ({type(e).__name__}: {str(e).splitlines()[0]})") from None
   if not builder.is_prepared():
-    raise ValueError(
+    raise UserError(
         f"TFDS catalog dataset {name!r} is not prepared in data_dir {data_dir}, and gen_jax "
         "downloads nothing. On a machine with internet run `tfds build "
         f"{name} --data_dir={data_dir} --file_format=array_record`, or use one of gen_jax's "
@@ -154,7 +156,7 @@ def _kind(builder) -> str:
     return "points"
   if isinstance(builder, builders.TextFile):
     return "text"
-  raise ValueError(
+  raise UserError(
       f"Dataset {builder.info.full_name!r} has features {list(features)}; gen_jax's pipelines "
       "read image datasets (an 'image' feature), toy2d points and text_file.")
 
@@ -166,14 +168,14 @@ def _num_levels(builder) -> int:
     return 2
   dtype = np.dtype(builder.info.features["image"].np_dtype)
   if dtype != np.uint8:
-    raise ValueError(f"Dataset {builder.info.full_name!r} has {dtype} images; gen_jax reads uint8 levels.")
+    raise UserError(f"Dataset {builder.info.full_name!r} has {dtype} images; gen_jax reads uint8 levels.")
   return 256
 
 
 def _resolve_split(kind: str, builder, split: str) -> str:
   split = SPLIT_ALIASES.get(kind, {}).get(split, split)
   if split not in builder.info.splits:
-    raise ValueError(f"Dataset {builder.info.full_name!r} has splits {list(builder.info.splits)}, "
+    raise UserError(f"Dataset {builder.info.full_name!r} has splits {list(builder.info.splits)}, "
                      f"not {split!r}.")
   return split
 
@@ -196,7 +198,7 @@ def _info_from_builder(name, builder, preprocess, seq_len) -> DatasetInfo:
   preprocess_lib.check_preprocess(preprocess)
   kind = _kind(builder)
   if preprocess == "binarize" and kind != "image":
-    raise ValueError(f"preprocess='binarize' applies to images; dataset {name!r} is {kind}. Use 'none'.")
+    raise UserError(f"preprocess='binarize' applies to images; dataset {name!r} is {kind}. Use 'none'.")
   splits = {k: v.num_examples for k, v in builder.info.splits.items()}
   if kind == "image":
     features = builder.info.features
@@ -209,7 +211,7 @@ def _info_from_builder(name, builder, preprocess, seq_len) -> DatasetInfo:
   if kind == "points":
     return DatasetInfo(name=name, kind="points", shape=(2,), num_examples=splits)
   if seq_len < 1:
-    raise ValueError(f"seq_len must be >= 1, got {seq_len}.")
+    raise UserError(f"seq_len must be >= 1, got {seq_len}.")
   num_tokens = builder.info.metadata["num_tokens"]
   windows = {k: _num_eval_windows(n, seq_len) for k, n in num_tokens.items()}
   windows["test"] = windows["validation"]       # 'test' is an alias of 'validation' for text
@@ -240,12 +242,12 @@ def _split_arrays_cached(data_path: str, name: str, data_dir: str, manual_dir, s
   try:
     source = builder.as_data_source(split=split)
   except Exception as e:  # e.g. a catalog dataset prepared as tfrecord
-    raise ValueError(
+    raise UserError(
         f"Cannot read {name!r} ({builder.data_path}) as a random-access data source: {e}. "
         f"Prepare it with `tfds build {name} --file_format=array_record`.") from e
   records = [source[i] for i in range(len(source))]
   if not records:
-    raise ValueError(f"Dataset {name!r} has an empty {split!r} split.")
+    raise UserError(f"Dataset {name!r} has an empty {split!r} split.")
   if "x" in records[0]:
     return {"x": np.stack([np.asarray(r["x"], np.float32) for r in records])}
   arrays = {"image": np.stack([np.asarray(r["image"], np.uint8) for r in records])}
@@ -323,7 +325,7 @@ class _RandomWindowBatches(grain.MapDataset):
                process_count: int, seed: int):
     super().__init__()
     if len(tokens) < seq_len + 1:
-      raise ValueError(f"The text split has {len(tokens)} tokens, fewer than seq_len + 1 = {seq_len + 1}; "
+      raise UserError(f"The text split has {len(tokens)} tokens, fewer than seq_len + 1 = {seq_len + 1}; "
                        "use a longer text file or a smaller seq_len.")
     self._tokens, self._seq_len, self._seed = tokens, seq_len, seed
     self._global, self._per = global_batch, global_batch // process_count
@@ -358,9 +360,9 @@ def _preprocess_fn(builder, kind: str, preprocess: str):
 
 def _check_sharding(batch_size: int, process_index: int, process_count: int) -> int:
   if batch_size < 1 or process_count < 1 or batch_size % process_count:
-    raise ValueError(f"batch_size={batch_size} must be a positive multiple of process_count={process_count}.")
+    raise UserError(f"batch_size={batch_size} must be a positive multiple of process_count={process_count}.")
   if not 0 <= process_index < process_count:
-    raise ValueError(f"process_index={process_index} is not in [0, process_count={process_count}).")
+    raise UserError(f"process_index={process_index} is not in [0, process_count={process_count}).")
   return batch_size // process_count
 
 
@@ -373,7 +375,7 @@ def train_dataset(name: str, *, batch_size: int, seed: int, data_dir: Optional[s
   _check_sharding(batch_size, process_index, process_count)
   preprocess_lib.check_preprocess(preprocess)
   if not 0 <= seed < 2**32:
-    raise ValueError(f"seed must be in [0, 2**32), got {seed}.")
+    raise UserError(f"seed must be in [0, 2**32), got {seed}.")
   builder = load_builder(name, data_dir=data_dir, manual_dir=manual_dir)
   info = _info_from_builder(name, builder, preprocess, seq_len)
   arrays = split_arrays(name, "train", data_dir=data_dir, manual_dir=manual_dir)

@@ -9,6 +9,8 @@ Images are integer levels 0..L-1 (L = `DatasetInfo.num_levels`).
 """
 from __future__ import annotations
 
+from gen_jax.errors import UserError
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -53,7 +55,7 @@ def to_unit_interval(x_levels: jax.Array, num_levels: int) -> jax.Array:
 def check_preprocess(preprocess: str) -> str:
   """Returns `preprocess` if known, else raises ValueError naming the options."""
   if preprocess not in PREPROCESS_OPTIONS:
-    raise ValueError(
+    raise UserError(
         f"Unknown preprocess {preprocess!r}; options are {PREPROCESS_OPTIONS} "
         "('binarize' maps image level k to 1 if k >= L/2, else 0).")
   return preprocess
