@@ -20,7 +20,7 @@ encoding) is prepended to the token embeddings as a prefix the tokens attend to;
 logits are returned for the token positions only. Positions count the prefix.
 
 Incremental decoding. `init_cache(batch)` gives zeroed keys/values
-[B, max_len, H, d_head] per layer; `decode(tokens, cache, index)` runs a chunk
+[B, H, max_len, d_head] per layer; `decode(tokens, cache, index)` runs a chunk
 of n tokens at positions index..index+n-1, writes their keys/values into the
 cache and attends over cache slots <= the query's position. A prompt is one
 chunk (prefill); each generated token is a chunk of one. The cached logits are
@@ -34,23 +34,83 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-Cache = Any  # tuple over layers of {'k': [B, L, H, Dh], 'v': [B, L, H, Dh]}
+Cache = Any  # tuple over layers of {'k': [B, H, L, Dh], 'v': [B, H, L, Dh]}
 
 _INIT = nn.initializers.normal(stddev=0.02)  # GPT-2's initialisation
 
 
 def _attend(q, k, v, mask):
-  """softmax(q k^T / sqrt(d) + mask) v for q [B,Tq,H,D], k/v [B,Tk,H,D]."""
-  scale = q.shape[-1] ** -0.5
-  s = jnp.einsum("bqhd,bkhd->bhqk", q * scale, k)
+  """softmax(q k^T / sqrt(d) + mask) v for q [B,H,Tq,D], k/v [B,H,Tk,D] (q pre-scaled)."""
+  s = jnp.einsum("bhqd,bhkd->bhqk", q, k)
   if mask is not None:
     s = jnp.where(mask, s, jnp.finfo(s.dtype).min)
   p = jax.nn.softmax(s, axis=-1)
-  return jnp.einsum("bhqk,bkhd->bqhd", p, v)
+  return jnp.einsum("bhqk,bhkd->bhqd", p, v)
+
+
+def _gelu(h):
+  """GELU, tanh form (Hendrycks & Gimpel 2016, arXiv:1606.08415)."""
+  return jax.nn.gelu(h, approximate=True)
+
+
+@jax.custom_vjp
+def mlp(x, w1, b1, w2, b2):
+  """gelu(x W1 + b1) W2 + b2 over the last axis (b1, b2 may be None).
+
+  The backward pass is written out (dh = (dy W2^T) * gelu'(h), dW1 = x^T dh,
+  dW2 = gelu(h)^T dy, dx = dh W1^T) with dh kept in row-major layout: XLA's CPU
+  backend otherwise fuses gelu' into a transposed write for dW1 that costs
+  more than the matmuls themselves.
+  """
+  return _mlp_fwd(x, w1, b1, w2, b2)[0]
+
+
+def _mlp_fwd(x, w1, b1, w2, b2):
+  h = x @ w1 + (0.0 if b1 is None else b1)
+  y = _gelu(h) @ w2 + (0.0 if b2 is None else b2)
+  return y, (x, w1, b1, w2, b2, h)
+
+
+def _mlp_bwd(res, dy):
+  x, w1, b1, w2, b2, h = res
+  lead = x.shape[:-1]
+  x2, h2, dy2 = x.reshape(-1, x.shape[-1]), h.reshape(-1, h.shape[-1]), dy.reshape(-1, dy.shape[-1])
+  a2, gelu_vjp = jax.vjp(_gelu, h2)
+  dh2, = gelu_vjp(dy2 @ w2.T)
+  dh2 = jax.lax.optimization_barrier(dh2)
+  dx = (dh2 @ w1.T).reshape(*lead, x.shape[-1])
+  db1 = None if b1 is None else dh2.sum(0)
+  db2 = None if b2 is None else dy2.sum(0)
+  return dx, x2.T @ dh2, db1, a2.T @ dy2, db2
+
+
+mlp.defvjp(_mlp_fwd, _mlp_bwd)
+
+
+class Mlp(nn.Module):
+  """Dense(hidden) -> GELU -> Dense(out), parameters named like two nn.Dense (fc, fc_out)."""
+  hidden: int
+  use_bias: bool = False
+  out_init_std: float = 0.02
+
+  @nn.compact
+  def __call__(self, x):
+    c = x.shape[-1]
+    w1 = self.param("fc_kernel", _INIT, (c, self.hidden))
+    w2 = self.param("fc_out_kernel", nn.initializers.normal(self.out_init_std), (self.hidden, c))
+    b1 = self.param("fc_bias", nn.initializers.zeros, (self.hidden,)) if self.use_bias else None
+    b2 = self.param("fc_out_bias", nn.initializers.zeros, (c,)) if self.use_bias else None
+    return mlp(x, w1, b1, w2, b2)
 
 
 class SelfAttention(nn.Module):
-  """Multi-head self-attention with one fused q/k/v projection."""
+  """Multi-head self-attention; q, k, v and the output projected per head.
+
+  Parameters: qkv_kernel [C, 3, H, D] (q, k, v stacked), proj_kernel [H, D, C]
+  (and biases with use_bias). Activations stay heads-major [B, H, T, D], the
+  layout the attention matmuls use, so no transposes are materialised; the
+  cache holds keys/values in the same layout [B, H, max_len, D].
+  """
   num_heads: int
   use_bias: bool = False
   dropout: float = 0.0
@@ -62,19 +122,27 @@ class SelfAttention(nn.Module):
     h = self.num_heads
     if c % h:
       raise ValueError(f"embed_dim={c} is not divisible by num_heads={h}.")
-    qkv = nn.Dense(3 * c, use_bias=self.use_bias, kernel_init=_INIT, name="qkv")(x)
-    q, k, v = jnp.split(qkv.reshape(b, t, 3 * h, c // h), 3, axis=2)
+    d = c // h
+    w = self.param("qkv_kernel", _INIT, (c, 3, h, d))
+    w = w * jnp.asarray([d ** -0.5, 1.0, 1.0], w.dtype)[None, :, None, None]  # 1/sqrt(d) into q
+    q, k, v = (jnp.einsum("btc,chd->bhtd", x, w[:, i]) for i in range(3))
+    if self.use_bias:
+      bias = self.param("qkv_bias", nn.initializers.zeros, (3, h, d))
+      q, k, v = (z + bias[i, :, None, :] * (d ** -0.5 if i == 0 else 1.0)
+                 for i, z in enumerate((q, k, v)))
     new_cache = None
     if cache is not None:
-      k = jax.lax.dynamic_update_slice(cache["k"], k.astype(cache["k"].dtype), (0, index, 0, 0))
-      v = jax.lax.dynamic_update_slice(cache["v"], v.astype(cache["v"].dtype), (0, index, 0, 0))
+      k = jax.lax.dynamic_update_slice(cache["k"], k.astype(cache["k"].dtype), (0, 0, index, 0))
+      v = jax.lax.dynamic_update_slice(cache["v"], v.astype(cache["v"].dtype), (0, 0, index, 0))
       new_cache = {"k": k, "v": v}
     y = _attend(q, k, v, mask)
     if self.dropout > 0:
       y = nn.Dropout(self.dropout, deterministic=not train)(y)
-    y = nn.Dense(c, use_bias=self.use_bias, name="proj",
-                 kernel_init=nn.initializers.normal(0.02 / (2 * self.num_layers) ** 0.5))(
-                     y.reshape(b, t, c))
+    wo = self.param("proj_kernel", nn.initializers.normal(0.02 / (2 * self.num_layers) ** 0.5),
+                    (h, d, c))
+    y = jnp.einsum("bhtd,hdc->btc", y, wo)
+    if self.use_bias:
+      y = y + self.param("proj_bias", nn.initializers.zeros, (c,))
     return y, new_cache
 
 
@@ -97,10 +165,7 @@ class Block(nn.Module):
       y = nn.Dropout(self.dropout, deterministic=not train)(y)
     x = x + y
     y = nn.LayerNorm(use_bias=self.use_bias, name="ln2")(x)
-    y = nn.Dense(self.mlp_ratio * c, use_bias=self.use_bias, kernel_init=_INIT, name="fc")(y)
-    y = nn.gelu(y, approximate=True)
-    y = nn.Dense(c, use_bias=self.use_bias, name="fc_out",
-                 kernel_init=nn.initializers.normal(0.02 / (2 * self.num_layers) ** 0.5))(y)
+    y = Mlp(self.mlp_ratio * c, self.use_bias, 0.02 / (2 * self.num_layers) ** 0.5, name="mlp")(y)
     if self.dropout > 0:
       y = nn.Dropout(self.dropout, deterministic=not train)(y)
     return x + y, new_cache
@@ -162,8 +227,8 @@ class Transformer(nn.Module):
     return logits[:, tc:]
 
   def init_cache(self, batch_size: int, dtype=jnp.float32) -> Cache:
-    """Zero keys/values for every layer: {'k','v'} [B, max_len, H, d_head]."""
-    shape = (batch_size, self.max_len, self.num_heads, self.embed_dim // self.num_heads)
+    """Zero keys/values for every layer: {'k','v'} [B, H, max_len, d_head]."""
+    shape = (batch_size, self.num_heads, self.max_len, self.embed_dim // self.num_heads)
     return tuple({"k": jnp.zeros(shape, dtype), "v": jnp.zeros(shape, dtype)}
                  for _ in range(self.num_layers))
 
