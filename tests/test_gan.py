@@ -175,3 +175,25 @@ def nn_features(params, x):
   """φ(x) of a one-hidden-layer MLPDiscriminator, recomputed from its parameters."""
   layer = params['params']['SNDense_0']
   return jax.nn.leaky_relu(x @ layer['kernel'] + layer['bias'], 0.2)
+
+
+@pytest.mark.parametrize('arg, info', [('digits', DIGITS), ('mnist_idx', MNIST), ('eight_gaussians', TOY)])
+def test_configs_build_their_paradigms(arg, info):
+  from experiments.configs import cgan as cgan_config
+  from experiments.configs import gan as gan_config
+  from gen_jax.paradigms import load_paradigm
+  config = gan_config.get_config(arg)
+  assert config.paradigm == 'gan' and config.dataset == info.name
+  assert config.model.loss == 'non_saturating'
+  paradigm = load_paradigm(config, info)
+  shapes = jax.eval_shape(paradigm.init, jax.random.key(0), random_batch(info, 2))
+  assert set(shapes) == {'generator', 'discriminator'}
+  for player in ('generator', 'discriminator'):
+    assert config.optimizer.per_player[player].b1 == 0.5
+  if info.kind == 'image':
+    config = cgan_config.get_config(arg)
+    assert config.paradigm == 'cgan'
+    load_paradigm(config, info)
+  else:
+    with pytest.raises(ValueError, match='labelled'):
+      cgan_config.get_config(arg)

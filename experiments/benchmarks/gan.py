@@ -1,0 +1,191 @@
+r"""Adversarial family benchmark: each loss trained by the loop, scored from samples.
+
+  python -m experiments.benchmarks.gan                                  # digits, every loss, cgan, toy
+  python -m experiments.benchmarks.gan --parts=images --losses=hinge --steps=3000
+  python -m experiments.benchmarks.gan --parts=images --dataset=mnist_idx --steps=5000
+  python -m experiments.benchmarks.gan --parts=toy
+
+Parts (each returns a list of dicts, one a trained model; `run()` returns them all):
+* images: `experiments/configs/gan.py:<dataset>` trained with each loss through the training
+  loop (`gen_jax.train.loop.train`), then 1,000 samples from the EMA parameters scored against
+  the test split with the project's classifier features
+  (`gen_jax.eval.features.sample_metrics`: Fréchet distance on the classifier's
+  penultimate features, k-NN precision and recall), plus the training time and a PNG grid
+  of 64 samples per loss (`<out>/gan_<dataset>_<loss>.png`).
+* cgan: `experiments/configs/cgan.py:<dataset>`, the same scores, plus the share of samples
+  drawn for class c that the classifier labels c (`gen_jax.eval.conditional`) and a grid
+  with one row per class.
+* toy: `experiments/configs/gan.py:eight_gaussians` per loss: the share of 2,000 samples
+  within 3 sigma of some centre and the smallest share of one mode (the test's criteria:
+  >= 0.80 and >= 0.05), and the training time.
+Times are wall-clock on whatever machine runs it (state it with the numbers).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+
+import jax
+import numpy as np
+
+LOSSES = ("non_saturating", "hinge", "least_squares", "wgan_gp")
+# Per-loss fields on top of the config's defaults (WGAN-GP: λ = 10, 3 critic steps).
+LOSS_FIELDS = {
+    "non_saturating": {},
+    "hinge": {},
+    "least_squares": {},
+    "wgan_gp": {"n_critic": 3},
+}
+TOY_LOSS_FIELDS = {
+    "non_saturating": {"r1_gamma": 0.1},
+    "hinge": {"r1_gamma": 0.1},
+    "least_squares": {"r1_gamma": 0.1},
+    "wgan_gp": {"n_critic": 3, "gp_weight": 1.0, "r1_gamma": 0.0},
+}
+
+
+def _config(paradigm, dataset, loss, steps, fields):
+  from experiments.configs import cgan as cgan_config
+  from experiments.configs import gan as gan_config
+  config = (gan_config if paradigm == "gan" else cgan_config).get_config(dataset)
+  config.model.loss = loss
+  for k, v in fields.items():
+    config.model[k] = v
+  if steps:
+    config.num_train_steps = steps
+    config.sample_every_steps = steps
+    config.checkpoint_every_steps = steps
+    config.eval_every_steps = steps
+  return config
+
+
+def train(config, workdir):
+  """Trains through the loop; returns (run, state, seconds)."""
+  from gen_jax.train import loop
+  t = time.perf_counter()
+  loop.train(config, workdir, progress=False)
+  seconds = time.perf_counter() - t
+  run, state, _ = loop.restore(workdir)
+  return run, state, seconds
+
+
+def _samples(run, state, num, seed=0, **options):
+  params = run.sampling_params(state)
+  return np.asarray(run.paradigm.sample(params, jax.random.key(seed), num, **options))
+
+
+def image_scores(run, state, dataset, num=1000):
+  """Sample metrics of `num` samples against the whole test split."""
+  from experiments import train_classifier
+  from gen_jax.eval import features
+  net = train_classifier.load_or_train(dataset)
+  images, _, info = train_classifier.load_split(dataset, "test")
+  real = features.levels_to_unit(images, info.num_levels)
+  fake = _samples(run, state, num)
+  return {**features.sample_metrics(net, real, fake),
+          "classifier_test_accuracy": net.meta.get("test_accuracy")}, net
+
+
+def images_part(dataset="digits", losses=LOSSES, steps=None, out="/tmp/gen_jax_gan_benchmark"):
+  from gen_jax.utils import images as images_lib
+  results = []
+  for loss in losses:
+    config = _config("gan", dataset, loss, steps, LOSS_FIELDS[loss])
+    with tempfile.TemporaryDirectory() as workdir:
+      run, state, seconds = train(config, workdir)
+      scores, _ = image_scores(run, state, dataset)
+      path = os.path.join(out, f"gan_{dataset}_{loss}.png")
+      images_lib.save_png(images_lib.image_grid(_samples(run, state, 64, seed=1)), path)
+    results.append({"part": "images", "dataset": dataset, "loss": loss,
+                    "steps": config.num_train_steps, "n_critic": config.model.n_critic,
+                    "train_seconds": round(seconds, 1), "grid": path, **scores})
+    print(json.dumps(results[-1]), flush=True)
+  return results
+
+
+def cgan_part(dataset="digits", loss="non_saturating", steps=None, out="/tmp/gen_jax_gan_benchmark",
+              num_per_class=100):
+  from gen_jax.eval import conditional
+  from gen_jax.utils import images as images_lib
+  config = _config("cgan", dataset, loss, steps, LOSS_FIELDS[loss])
+  with tempfile.TemporaryDirectory() as workdir:
+    run, state, seconds = train(config, workdir)
+    scores, net = image_scores(run, state, dataset)
+    params = run.sampling_params(state)
+    accuracy = conditional.conditional_accuracy(
+        lambda rng, n, label: run.paradigm.sample(params, rng, n, label=label), net.predict,
+        jax.random.key(2), run.info.num_classes, num_per_class)
+    k = run.info.num_classes
+    rows = [_samples(run, state, 10, seed=3 + c, label=c) for c in range(k)]
+    path = os.path.join(out, f"cgan_{dataset}_{loss}.png")
+    images_lib.save_png(images_lib.image_grid(np.concatenate(rows), ncols=10), path)
+  result = {"part": "cgan", "dataset": dataset, "loss": loss, "steps": config.num_train_steps,
+            "train_seconds": round(seconds, 1), "grid": path,
+            "class_accuracy": accuracy["accuracy"],
+            "class_accuracy_per_class": [round(a, 3) for a in accuracy["per_class"]], **scores}
+  print(json.dumps(result), flush=True)
+  return [result]
+
+
+def mode_coverage(x):
+  """(share within 3 sigma of some centre, [8] share within 3 sigma of each centre)."""
+  from gen_jax.data import toy2d
+  dist = np.linalg.norm(x[:, None, :] - toy2d.EIGHT_GAUSSIANS_CENTRES[None], axis=-1)
+  near = dist.min(axis=1) < 3 * toy2d.EIGHT_GAUSSIANS_SIGMA
+  per_mode = np.array([np.mean(near & (dist.argmin(axis=1) == c)) for c in range(8)])
+  return float(near.mean()), per_mode
+
+
+def toy_part(losses=LOSSES, steps=None, out="/tmp/gen_jax_gan_benchmark"):
+  from gen_jax.data import toy2d
+  from gen_jax.utils import images as images_lib
+  results = []
+  for loss in losses:
+    config = _config("gan", "eight_gaussians", loss, steps, TOY_LOSS_FIELDS[loss])
+    with tempfile.TemporaryDirectory() as workdir:
+      run, state, seconds = train(config, workdir)
+      x = _samples(run, state, 2000)
+    near, per_mode = mode_coverage(x)
+    path = os.path.join(out, f"gan_eight_gaussians_{loss}.png")
+    reference = toy2d.sample_eight_gaussians(np.random.default_rng(0), 2000)
+    images_lib.save_png(images_lib.points_figure(x, lim=3.0, reference=reference), path)
+    results.append({"part": "toy", "loss": loss, "steps": config.num_train_steps,
+                    "fields": TOY_LOSS_FIELDS[loss], "train_seconds": round(seconds, 1),
+                    "within_3_sigma": near, "min_mode_share": float(per_mode.min()),
+                    "modes_covered": int(np.sum(per_mode >= 0.05)), "grid": path})
+    print(json.dumps(results[-1]), flush=True)
+  return results
+
+
+def run(parts=("images", "cgan", "toy"), dataset="digits", losses=LOSSES, steps=None,
+        out="/tmp/gen_jax_gan_benchmark") -> dict:
+  results = {}
+  if "images" in parts:
+    results["images"] = images_part(dataset, losses, steps, out)
+  if "cgan" in parts:
+    results["cgan"] = cgan_part(dataset, steps=steps, out=out)
+  if "toy" in parts:
+    results["toy"] = toy_part(losses, None, out)
+  return results
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--parts", default="images,cgan,toy")
+  parser.add_argument("--dataset", default="digits", help="digits | mnist_idx")
+  parser.add_argument("--losses", default=",".join(LOSSES))
+  parser.add_argument("--steps", type=int, default=None, help="training steps (default: the config's)")
+  parser.add_argument("--out", default="/tmp/gen_jax_gan_benchmark", help="folder for the PNG grids")
+  args = parser.parse_args()
+  from absl import logging
+  logging.set_verbosity(logging.WARNING)
+  results = run(tuple(args.parts.split(",")), args.dataset, tuple(args.losses.split(",")),
+                args.steps, args.out)
+  print(json.dumps(results))
+
+
+if __name__ == "__main__":
+  main()
