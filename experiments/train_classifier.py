@@ -12,7 +12,9 @@ Trains `gen_jax.nets.classifier.Classifier` with AdamW, cosine decay and random
 `gen_jax.eval.features.load_classifier(workdir)` reads both back;
 `load_or_train(dataset)` loads the one in `features.default_classifier_dir(dataset)`
 ($GEN_JAX_CLASSIFIER_DIR/<dataset> or ~/.cache/gen_jax/classifiers/<dataset>), training it first if absent.
-Digits (defaults, 2-core CPU): see the README / the final line this prints.
+Measured with the defaults (seed 0, 2-core CPU, 2026-11-26): digits 1,500 steps -> test
+accuracy 99.44% (358/360), 26 CPU-seconds (80 s wall on the shared machine); mnist_idx (mnist10k) 3,000 steps ->
+99.60% (1,992/2,000), 3.5 CPU-minutes (17 min wall on a machine shared by other jobs).
 """
 from __future__ import annotations
 
