@@ -89,3 +89,20 @@ def test_too_long_input_is_an_error():
   model, params, _ = _setup()
   with pytest.raises(ValueError, match="max_len"):
     model.apply(params, jnp.zeros((1, T + 1), jnp.int32))
+
+
+def test_mlp_written_out_backward_equals_autodiff():
+  from gen_jax.nets.transformer import mlp
+  ks = jax.random.split(jax.random.key(0), 5)
+  x = jax.random.normal(ks[0], (2, 5, 8))
+  w1, w2 = jax.random.normal(ks[1], (8, 16)), jax.random.normal(ks[2], (16, 8)) * 0.3
+  b1, b2 = jax.random.normal(ks[3], (16,)), jax.random.normal(ks[4], (8,))
+  reference = lambda x, w1, b1, w2, b2: jax.nn.gelu(x @ w1 + b1, approximate=True) @ w2 + b2
+  f = lambda fn: lambda *a: jnp.sum(jnp.sin(fn(*a)))
+  np.testing.assert_allclose(mlp(x, w1, b1, w2, b2), reference(x, w1, b1, w2, b2), atol=1e-5)
+  got = jax.grad(f(mlp), argnums=range(5))(x, w1, b1, w2, b2)
+  want = jax.grad(f(reference), argnums=range(5))(x, w1, b1, w2, b2)
+  for g, w in zip(got, want):
+    np.testing.assert_allclose(g, w, atol=1e-4, rtol=1e-4)
+  g_nobias = jax.grad(f(mlp), argnums=(0, 1, 3))(x, w1, None, w2, None)
+  assert g_nobias[0].shape == x.shape
