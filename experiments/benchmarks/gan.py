@@ -1,23 +1,25 @@
 r"""Adversarial family benchmark: each loss trained by the loop, scored from samples.
 
-  python -m experiments.benchmarks.gan                                  # digits, every loss, cgan, toy
-  python -m experiments.benchmarks.gan --parts=images --losses=hinge --steps=3000
-  python -m experiments.benchmarks.gan --parts=images --dataset=mnist_idx --steps=5000
+  python -m experiments.benchmarks.gan                        # digits: reference, 7 variants, cgan, toy
+  python -m experiments.benchmarks.gan --parts=images --variants=hinge,hinge+r1 --steps=3000
+  python -m experiments.benchmarks.gan --parts=reference,images --dataset=mnist_idx \
+      --variants=non_saturating+r1
   python -m experiments.benchmarks.gan --parts=toy
 
 Parts (each returns a list of dicts, one a trained model; `run()` returns them all):
-* images: `experiments/configs/gan.py:<dataset>` trained with each loss through the training
-  loop (`gen_jax.train.loop.train`), then 1,000 samples from the EMA parameters scored against
-  the test split with the project's classifier features
-  (`gen_jax.eval.features.sample_metrics`: Fréchet distance on the classifier's
-  penultimate features, k-NN precision and recall), plus the training time and a PNG grid
-  of 64 samples per loss (`<out>/gan_<dataset>_<loss>.png`).
+* reference: 1,000 train images scored against the test split, the floor of the scores.
+* images: `experiments/configs/gan.py:<dataset>` trained with each variant of VARIANTS (a
+  loss, plain or with R1) through the training loop (`gen_jax.train.loop.train`), then
+  1,000 samples from the EMA parameters scored against the test split with the project's
+  classifier features (`gen_jax.eval.features.sample_metrics`: Fréchet distance on the
+  classifier's penultimate features, k-NN precision and recall), the training time, and a
+  PNG grid of 64 samples per variant (`<out>/gan_<dataset>_<variant>.png`).
 * cgan: `experiments/configs/cgan.py:<dataset>`, the same scores, plus the share of samples
   drawn for class c that the classifier labels c (`gen_jax.eval.conditional`) and a grid
   with one row per class.
-* toy: `experiments/configs/gan.py:eight_gaussians` per loss: the share of 2,000 samples
-  within 3 sigma of some centre and the smallest share of one mode (the test's criteria:
-  >= 0.80 and >= 0.05), and the training time.
+* toy: `experiments/configs/gan.py:eight_gaussians` per variant of TOY_VARIANTS: the share of
+  2,000 samples within 3 sigma of some centre and the smallest share of one mode (the test's
+  criteria: >= 0.80 and >= 0.05), the training time and a scatter plot.
 Times are wall-clock on whatever machine runs it (state it with the numbers).
 """
 from __future__ import annotations
@@ -31,19 +33,24 @@ import time
 import jax
 import numpy as np
 
-LOSSES = ("non_saturating", "hinge", "least_squares", "wgan_gp")
-# Per-loss fields on top of the config's defaults (WGAN-GP: λ = 10, 3 critic steps).
-LOSS_FIELDS = {
-    "non_saturating": {},
-    "hinge": {},
-    "least_squares": {},
-    "wgan_gp": {"n_critic": 3},
+# (name, loss, model fields): each loss plain and with the R1 penalty (γ = 1);
+# WGAN-GP with its own penalty (λ = 10) and 3 critic steps per generator step.
+VARIANTS = {
+    "non_saturating": ("non_saturating", {"r1_gamma": 0.0}),
+    "non_saturating+r1": ("non_saturating", {"r1_gamma": 1.0}),
+    "hinge": ("hinge", {"r1_gamma": 0.0}),
+    "hinge+r1": ("hinge", {"r1_gamma": 1.0}),
+    "least_squares": ("least_squares", {"r1_gamma": 0.0}),
+    "least_squares+r1": ("least_squares", {"r1_gamma": 1.0}),
+    "wgan_gp": ("wgan_gp", {"r1_gamma": 0.0, "n_critic": 3}),
 }
-TOY_LOSS_FIELDS = {
-    "non_saturating": {"r1_gamma": 0.1},
-    "hinge": {"r1_gamma": 0.1},
-    "least_squares": {"r1_gamma": 0.1},
-    "wgan_gp": {"n_critic": 3, "gp_weight": 1.0, "r1_gamma": 0.0},
+# On eight_gaussians (the test's settings): R1 with γ = 0.1; WGAN-GP with λ = 1, 3 critic steps.
+TOY_VARIANTS = {
+    "non_saturating": ("non_saturating", {"r1_gamma": 0.0}),
+    "non_saturating+r1": ("non_saturating", {"r1_gamma": 0.1}),
+    "hinge+r1": ("hinge", {"r1_gamma": 0.1}),
+    "least_squares+r1": ("least_squares", {"r1_gamma": 0.1}),
+    "wgan_gp": ("wgan_gp", {"n_critic": 3, "gp_weight": 1.0, "r1_gamma": 0.0}),
 }
 
 
@@ -89,28 +96,31 @@ def image_scores(run, state, dataset, num=1000):
           "classifier_test_accuracy": net.meta.get("test_accuracy")}, net
 
 
-def images_part(dataset="digits", losses=LOSSES, steps=None, out="/tmp/gen_jax_gan_benchmark"):
+def images_part(dataset="digits", variants=tuple(VARIANTS), steps=None,
+                out="/tmp/gen_jax_gan_benchmark"):
   from gen_jax.utils import images as images_lib
   results = []
-  for loss in losses:
-    config = _config("gan", dataset, loss, steps, LOSS_FIELDS[loss])
+  for name in variants:
+    loss, fields = VARIANTS[name]
+    config = _config("gan", dataset, loss, steps, fields)
     with tempfile.TemporaryDirectory() as workdir:
       run, state, seconds = train(config, workdir)
       scores, _ = image_scores(run, state, dataset)
-      path = os.path.join(out, f"gan_{dataset}_{loss}.png")
+      path = os.path.join(out, f"gan_{dataset}_{name}.png")
       images_lib.save_png(images_lib.image_grid(_samples(run, state, 64, seed=1)), path)
-    results.append({"part": "images", "dataset": dataset, "loss": loss,
+    results.append({"part": "images", "dataset": dataset, "variant": name, "fields": fields,
                     "steps": config.num_train_steps, "n_critic": config.model.n_critic,
                     "train_seconds": round(seconds, 1), "grid": path, **scores})
     print(json.dumps(results[-1]), flush=True)
   return results
 
 
-def cgan_part(dataset="digits", loss="non_saturating", steps=None, out="/tmp/gen_jax_gan_benchmark",
-              num_per_class=100):
+def cgan_part(dataset="digits", variant="non_saturating+r1", steps=None,
+              out="/tmp/gen_jax_gan_benchmark", num_per_class=100):
   from gen_jax.eval import conditional
   from gen_jax.utils import images as images_lib
-  config = _config("cgan", dataset, loss, steps, LOSS_FIELDS[loss])
+  loss, fields = VARIANTS[variant]
+  config = _config("cgan", dataset, loss, steps, fields)
   with tempfile.TemporaryDirectory() as workdir:
     run, state, seconds = train(config, workdir)
     scores, net = image_scores(run, state, dataset)
@@ -120,9 +130,9 @@ def cgan_part(dataset="digits", loss="non_saturating", steps=None, out="/tmp/gen
         jax.random.key(2), run.info.num_classes, num_per_class)
     k = run.info.num_classes
     rows = [_samples(run, state, 10, seed=3 + c, label=c) for c in range(k)]
-    path = os.path.join(out, f"cgan_{dataset}_{loss}.png")
+    path = os.path.join(out, f"cgan_{dataset}_{variant}.png")
     images_lib.save_png(images_lib.image_grid(np.concatenate(rows), ncols=10), path)
-  result = {"part": "cgan", "dataset": dataset, "loss": loss, "steps": config.num_train_steps,
+  result = {"part": "cgan", "dataset": dataset, "variant": variant, "steps": config.num_train_steps,
             "train_seconds": round(seconds, 1), "grid": path,
             "class_accuracy": accuracy["accuracy"],
             "class_accuracy_per_class": [round(a, 3) for a in accuracy["per_class"]], **scores}
@@ -139,50 +149,67 @@ def mode_coverage(x):
   return float(near.mean()), per_mode
 
 
-def toy_part(losses=LOSSES, steps=None, out="/tmp/gen_jax_gan_benchmark"):
+def toy_part(variants=tuple(TOY_VARIANTS), steps=None, out="/tmp/gen_jax_gan_benchmark"):
   from gen_jax.data import toy2d
   from gen_jax.utils import images as images_lib
   results = []
-  for loss in losses:
-    config = _config("gan", "eight_gaussians", loss, steps, TOY_LOSS_FIELDS[loss])
+  for name in variants:
+    loss, fields = TOY_VARIANTS[name]
+    config = _config("gan", "eight_gaussians", loss, steps, fields)
     with tempfile.TemporaryDirectory() as workdir:
       run, state, seconds = train(config, workdir)
       x = _samples(run, state, 2000)
     near, per_mode = mode_coverage(x)
-    path = os.path.join(out, f"gan_eight_gaussians_{loss}.png")
+    path = os.path.join(out, f"gan_eight_gaussians_{name}.png")
     reference = toy2d.sample_eight_gaussians(np.random.default_rng(0), 2000)
     images_lib.save_png(images_lib.points_figure(x, lim=3.0, reference=reference), path)
-    results.append({"part": "toy", "loss": loss, "steps": config.num_train_steps,
-                    "fields": TOY_LOSS_FIELDS[loss], "train_seconds": round(seconds, 1),
+    results.append({"part": "toy", "variant": name, "steps": config.num_train_steps,
+                    "fields": fields, "train_seconds": round(seconds, 1),
                     "within_3_sigma": near, "min_mode_share": float(per_mode.min()),
                     "modes_covered": int(np.sum(per_mode >= 0.05)), "grid": path})
     print(json.dumps(results[-1]), flush=True)
   return results
 
 
-def run(parts=("images", "cgan", "toy"), dataset="digits", losses=LOSSES, steps=None,
-        out="/tmp/gen_jax_gan_benchmark") -> dict:
+def reference_part(dataset="digits", num=1000):
+  """The scores of real data: `num` train images against the test split (the floor of FD)."""
+  from experiments import train_classifier
+  from gen_jax.eval import features
+  net = train_classifier.load_or_train(dataset)
+  test, _, info = train_classifier.load_split(dataset, "test")
+  train_images, _, _ = train_classifier.load_split(dataset, "train")
+  scores = features.sample_metrics(net, features.levels_to_unit(test, info.num_levels),
+                                   features.levels_to_unit(train_images[:num], info.num_levels))
+  result = {"part": "reference", "dataset": dataset, "what": f"{num} train images vs test", **scores}
+  print(json.dumps(result), flush=True)
+  return [result]
+
+
+def run(parts=("reference", "images", "cgan", "toy"), dataset="digits", variants=tuple(VARIANTS),
+        steps=None, out="/tmp/gen_jax_gan_benchmark") -> dict:
   results = {}
+  if "reference" in parts:
+    results["reference"] = reference_part(dataset)
   if "images" in parts:
-    results["images"] = images_part(dataset, losses, steps, out)
+    results["images"] = images_part(dataset, variants, steps, out)
   if "cgan" in parts:
     results["cgan"] = cgan_part(dataset, steps=steps, out=out)
   if "toy" in parts:
-    results["toy"] = toy_part(losses, None, out)
+    results["toy"] = toy_part(out=out)
   return results
 
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("--parts", default="images,cgan,toy")
+  parser.add_argument("--parts", default="reference,images,cgan,toy")
   parser.add_argument("--dataset", default="digits", help="digits | mnist_idx")
-  parser.add_argument("--losses", default=",".join(LOSSES))
+  parser.add_argument("--variants", default=",".join(VARIANTS), help=f"of {tuple(VARIANTS)}")
   parser.add_argument("--steps", type=int, default=None, help="training steps (default: the config's)")
   parser.add_argument("--out", default="/tmp/gen_jax_gan_benchmark", help="folder for the PNG grids")
   args = parser.parse_args()
   from absl import logging
   logging.set_verbosity(logging.WARNING)
-  results = run(tuple(args.parts.split(",")), args.dataset, tuple(args.losses.split(",")),
+  results = run(tuple(args.parts.split(",")), args.dataset, tuple(args.variants.split(",")),
                 args.steps, args.out)
   print(json.dumps(results))
 

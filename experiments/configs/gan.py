@@ -13,9 +13,10 @@ Args (the config arg):
 
 The loss is the field `config.model.loss`: non_saturating | hinge | wasserstein |
 wgan_gp | least_squares; `model.gp_weight` is WGAN-GP's λ, `model.r1_gamma` adds
-the R1 penalty (γ/2) E||∇D(x)||² to any loss, `model.n_critic` is the number of
-discriminator updates per generator update (e.g. --config.model.loss=wgan_gp
---config.model.n_critic=3). Both players use Adam with b1 = 0.5 (DCGAN) through
+the R1 penalty (γ/2) E||∇D(x)||² to any loss (on by default: γ = 1 for images, 0.1
+on the toy data; --config.model.r1_gamma=0 gives the plain loss), `model.n_critic`
+is the number of discriminator updates per generator update (e.g.
+--config.model.loss=wgan_gp --config.model.r1_gamma=0 --config.model.n_critic=3). Both players use Adam with b1 = 0.5 (DCGAN) through
 `optimizer.per_player`; samples come from the EMA of the parameters.
 Figures measured here are in README.md / experiments/benchmarks/gan.py.
 """
@@ -31,7 +32,7 @@ def get_config(arg: str = "digits", paradigm: str = "gan"):
   m = config.model
   m.loss = "non_saturating"     # non_saturating | hinge | wasserstein | wgan_gp | least_squares
   m.gp_weight = 10.0            # λ of the gradient penalty (loss=wgan_gp only; paper: 10)
-  m.r1_gamma = 0.0              # γ of the R1 penalty (γ/2) E||∇_x D(x)||² on reals; 0 = off
+  m.r1_gamma = 1.0              # γ of the R1 penalty (γ/2) E||∇_x D(x)||² on reals; 0 = off
   m.n_critic = 1                # discriminator updates per generator update
   m.latent_dim = 64             # z ~ N(0, I_latent_dim)
   m.net = "conv"                # conv (DCGAN) | mlp
