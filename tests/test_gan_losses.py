@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import math
 
+from absl.testing import parameterized
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -127,3 +129,19 @@ def test_penalties_work_on_image_shaped_inputs_under_jit():
   np.testing.assert_allclose(gp, (float(jnp.linalg.norm(w)) - 1.0) ** 2, rtol=1e-5)
   np.testing.assert_allclose(jax.jit(lambda r: adv.r1_penalty(d, r))(real),
                              float(jnp.sum(w ** 2)), rtol=1e-5)
+
+
+class LossVariantsTest(chex.TestCase):
+  """The same hand-computed values with and without jit."""
+
+  @chex.variants(with_jit=True, without_jit=True)
+  @parameterized.named_parameters(
+      ('non_saturating', adv.NON_SATURATING, 3.2314274, 0.2613321),
+      ('hinge', adv.HINGE, 4.25, -1.75),
+      ('wasserstein', adv.WASSERSTEIN, 2.25, -1.75),
+      ('least_squares', adv.LEAST_SQUARES, 4.5625, 1.0625))
+  def test_pair(self, pair, expected_d, expected_g):
+    d, g = self.variant(lambda r, f: (pair.d_loss(r, f), pair.g_loss(f)))(REAL, FAKE)
+    chex.assert_shape((d, g), ())
+    np.testing.assert_allclose(d, expected_d, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(g, expected_g, rtol=1e-6, atol=1e-7)
