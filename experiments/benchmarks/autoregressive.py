@@ -9,7 +9,9 @@ Parts (each returns a dict; `run()` returns them all):
 * train: nanoGPT's CPU recipe (experiments/configs/gpt.py:shakespeare_small) through the
   training loop's own jitted step (gen_jax.train.loop.jit_train_step): ms per iteration
   (median over the timed iterations, after compilation), tokens/s (768 tokens per iteration),
-  model FLOPs utilisation against the measured matmul rate with nanoGPT's count
+  process CPU time per iteration and the load average (other processes share the 2 cores:
+  read the wall-clock figures with it), model FLOPs utilisation against the measured matmul
+  rate with nanoGPT's count
   flops/token = 6 N + 12 L C T (N parameters without position embeddings), and the
   validation loss (nats/char) on the *whole* validation split (last 10% of Tiny Shakespeare)
   after the run. Reference (issue 4, this machine): nanoGPT 50 ms/iter, 15,300 tokens/s,
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 
 import jax
@@ -29,7 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 
 
-def _median_time(fn, iters, warmup=2):
+def _time(fn, iters, warmup=2, stat=np.median):
   for _ in range(warmup):
     jax.block_until_ready(fn())
   times = []
@@ -37,7 +40,7 @@ def _median_time(fn, iters, warmup=2):
     t = time.perf_counter()
     jax.block_until_ready(fn())
     times.append(time.perf_counter() - t)
-  return float(np.median(times))
+  return float(stat(times))
 
 
 def matmul_rate(n: int = 1024, iters: int = 30) -> dict:
@@ -45,7 +48,7 @@ def matmul_rate(n: int = 1024, iters: int = 30) -> dict:
   a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
   b = jax.random.normal(jax.random.key(1), (n, n), jnp.float32)
   f = jax.jit(jnp.dot)
-  t = _median_time(lambda: f(a, b), iters)
+  t = _time(lambda: f(a, b), iters)
   return {"matmul_n": n, "matmul_gflops": 2 * n**3 / t / 1e9}
 
 
@@ -79,7 +82,8 @@ def train(num_iters: int = 2_000, timed_from: int = 10, evaluate: bool = True,
   step_fn = loop.jit_train_step(run)
   key = run.keys["train"]
   step_times, data_times, losses = [], [], []
-  t_start = time.perf_counter()
+  load_before = os.getloadavg()[0]
+  t_start, cpu_start = time.perf_counter(), os.times()
   batch = run.put_batch(next(it))
   for i in range(num_iters):
     t0 = time.perf_counter()
@@ -93,6 +97,8 @@ def train(num_iters: int = 2_000, timed_from: int = 10, evaluate: bool = True,
     data_times.append(t2 - t1)
     losses.append(loss)
   wall = time.perf_counter() - t_start
+  cpu = os.times()
+  cpu_s = (cpu.user - cpu_start.user) + (cpu.system - cpu_start.system)
   tokens = config.batch_size * config.seq_len
   ms = 1e3 * float(np.median(step_times[timed_from:]))
   ms_with_data = 1e3 * float(np.median(np.add(step_times, data_times)[timed_from:]))
@@ -100,7 +106,9 @@ def train(num_iters: int = 2_000, timed_from: int = 10, evaluate: bool = True,
   out = {"iters": num_iters, "timed_iters": num_iters - timed_from, "ms_per_iter": ms,
          "ms_per_iter_with_data": ms_with_data, "tokens_per_s": tokens / (ms / 1e3),
          "tokens_per_s_with_data": tokens / (ms_with_data / 1e3),
-         "train_wall_s": wall, "final_train_loss": float(np.mean(losses[-50:])),
+         "train_wall_s": wall, "cpu_ms_per_iter": 1e3 * cpu_s / num_iters,
+         "load_avg_1min_before": load_before, "load_avg_1min_after": os.getloadavg()[0],
+         "final_train_loss": float(np.mean(losses[-50:])),
          "params_without_positions": n_params, "gflop_per_iter": fpt * tokens / 1e9}
   if matmul_gflops:
     out["mfu"] = out["gflop_per_iter"] / (ms / 1e3) / matmul_gflops
@@ -113,8 +121,12 @@ def train(num_iters: int = 2_000, timed_from: int = 10, evaluate: bool = True,
   return out
 
 
-def sampling(lengths=(64, 128, 256), iters: int = 3) -> dict:
-  """KV-cached vs naive decoding wall time (batch 1, prompt of 1 token), and their ratio."""
+def sampling(lengths=(64, 128, 256), iters: int = 5) -> dict:
+  """KV-cached vs naive decoding wall time (batch 1, prompt of 1 token), and their ratio.
+
+  Times are the fastest of `iters` runs (the least disturbed by other processes). The naive
+  decoder re-runs the full forward pass on the fixed [1, max_len] buffer for every token.
+  """
   import ml_collections
   from gen_jax.paradigms.gpt import ArCore, make_model
 
@@ -129,7 +141,7 @@ def sampling(lengths=(64, 128, 256), iters: int = 3) -> dict:
     for naive in (False, True):
       name = "naive" if naive else "cached"
       fn = lambda: core.decode(params, prompt, jax.random.key(1), n, 1.0, None, None, naive)[0]
-      out[f"{name}_s_{n}"] = _median_time(fn, iters, warmup=1)
+      out[f"{name}_s_{n}"] = _time(fn, iters, warmup=1, stat=np.min)
     a = core.decode(params, prompt, jax.random.key(1), n, 1.0, None, None, False)[0]
     b = core.decode(params, prompt, jax.random.key(1), n, 1.0, None, None, True)[0]
     out[f"identical_{n}"] = bool(np.array_equal(np.asarray(a), np.asarray(b)))
