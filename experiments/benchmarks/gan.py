@@ -1,6 +1,6 @@
 r"""Adversarial family benchmark: each loss trained by the loop, scored from samples.
 
-  python -m experiments.benchmarks.gan                        # digits: reference, 7 variants, cgan, toy
+  python -m experiments.benchmarks.gan                        # digits: reference, 8 variants, cgan, toy
   python -m experiments.benchmarks.gan --parts=images --variants=hinge,hinge+r1 --steps=3000
   python -m experiments.benchmarks.gan --parts=reference,images --dataset=mnist_idx \
       --variants=non_saturating+r1
@@ -34,7 +34,8 @@ import jax
 import numpy as np
 
 # (name, loss, model fields): each loss plain and with the R1 penalty (γ = 1);
-# WGAN-GP with its own penalty (λ = 10) and 3 critic steps per generator step.
+# WGAN-GP with its own penalty (λ = 10) and 3 critic steps per generator step;
+# hinge with a spectrally normalised D (Miyato et al. 2018).
 VARIANTS = {
     "non_saturating": ("non_saturating", {"r1_gamma": 0.0}),
     "non_saturating+r1": ("non_saturating", {"r1_gamma": 1.0}),
@@ -43,6 +44,7 @@ VARIANTS = {
     "least_squares": ("least_squares", {"r1_gamma": 0.0}),
     "least_squares+r1": ("least_squares", {"r1_gamma": 1.0}),
     "wgan_gp": ("wgan_gp", {"r1_gamma": 0.0, "n_critic": 3}),
+    "hinge+sn": ("hinge", {"r1_gamma": 0.0, "spectral_norm": True}),   # SN-GAN's pairing
 }
 # On eight_gaussians (the test's settings): R1 with γ = 0.1; WGAN-GP with λ = 1, 3 critic steps.
 TOY_VARIANTS = {
