@@ -420,18 +420,25 @@ def ddpm_prior_kl(schedule: DiscreteSchedule, x0):
 
 
 def ddpm_vlb_term(x0_hat_fn: Callable, schedule: DiscreteSchedule, x0, n, eps,
-                  num_levels: int, variance: str = 'beta'):
+                  num_levels=None, variance: str = 'beta'):
   r"""One term of the bound at steps n [B], in nats summed over dimensions:
   n >= 1: L_{n} = KL(q(x_{n-1} | x_n, x_0) || p(x_{n-1} | x_n));
-  n == 0: L_0 = -log p(x_0 | x_1), the discretised decoder on `num_levels` levels.
+  n == 0: L_0 = -log p(x_0 | x_1), the discretised decoder on `num_levels` levels
+  (images in [-1, 1], x0_hat clipped to [-1, 1]), or for num_levels=None (continuous
+  data) the Gaussian density N(x_0; mu, sigma_1^2), which makes the bound one on -log p(x_0).
   p(x_{n-1} | x_n) = N(mu_tilde(x_n, x0_hat), sigma_n^2) with x0_hat = x0_hat_fn(x_n, n)."""
   alpha, sigma = schedule.alpha_sigma(n)
   x_t = _bcast(alpha, x0) * x0 + _bcast(sigma, x0) * eps
-  x0_hat = jnp.clip(x0_hat_fn(x_t, n), -1.0, 1.0)
+  x0_hat = x0_hat_fn(x_t, n)
+  if num_levels is not None:
+    x0_hat = jnp.clip(x0_hat, -1.0, 1.0)
   mean_q, var_q = q_posterior(schedule, x0, x_t, n)
   mean_p, _ = q_posterior(schedule, x0_hat, x_t, n)
   var_p = _bcast(reverse_variance(schedule, n, variance), x0)
   kl = gaussian_kl(mean_q, _bcast(jnp.maximum(var_q, 1e-20), x0), mean_p, var_p)
-  decoder = -discretized_gaussian_log_likelihood(x0, mean_p, jnp.sqrt(var_p), num_levels)
+  if num_levels is None:
+    decoder = 0.5 * (jnp.log(2 * jnp.pi * var_p) + jnp.square(x0 - mean_p) / var_p)
+  else:
+    decoder = -discretized_gaussian_log_likelihood(x0, mean_p, jnp.sqrt(var_p), num_levels)
   per_dim = jnp.where(_bcast(n, x0) == 0, decoder, kl)
   return jnp.sum(per_dim.reshape(x0.shape[0], -1), -1)

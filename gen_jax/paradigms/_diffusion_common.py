@@ -1,0 +1,276 @@
+r"""What the four diffusion paradigms (ddpm, score_sde, edm, flow_matching) share.
+
+Each paradigm module supplies only its mathematics as a `DiffusionSpec` —
+how the network's time input is made, its per-example loss, its sampler and its
+likelihood — written against a *model closure* ``model(x, t) -> raw network output``
+in which the parameters and labels are bound. This module owns everything else:
+the network (U-Net for images, ScoreMLP for points), the map between the data and
+the model space, label dropout and classifier-free guidance, the `sample` options
+of `gen_jax.paradigms.base`, trajectories, and turning a density into a
+likelihood on the data's own levels (uniform dequantisation).
+
+Model space: images with L levels are mapped k -> 2k/(L-1) - 1 in [-1, 1] and back
+to [0, 1] by (x + 1) / 2; points are used as they are.
+
+Config fields read here (config.model), beside each paradigm's own:
+  channels, channel_mult, num_res_blocks, attn_resolutions, dropout, groups (U-Net);
+  hidden, num_layers (ScoreMLP); conditional (bool), label_dropout (probability of the
+  null label in training), guidance (default scale when a label is given);
+  num_steps (sampler steps); dequantize_eval (bool, images).
+"""
+from __future__ import annotations
+
+import functools
+import math
+from typing import Any, Callable, NamedTuple, Optional
+
+import chex
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from gen_jax.losses.nll import bits_per_dim
+from gen_jax.nets.unet import ScoreMLP, UNet
+from gen_jax.paradigms.base import Paradigm
+from gen_jax.samplers.diffusion import classifier_free_guidance
+
+MAX_TRAJECTORY_FRAMES = 100
+
+
+class DiffusionSpec(NamedTuple):
+  """The part of a diffusion paradigm that is its own.
+
+  Attributes:
+    time_input: t [B] (the paradigm's own time: step index, t, c_noise) -> the float
+      fed to the network's sinusoidal embedding (scaled to about [0, 1000]).
+    loss: (model, x [B, ...], rng) -> (per-example loss [B], metrics dict of scalars);
+      `model(x, t)` is the raw network with parameters and (dropped) labels bound.
+    sample: (model, rng, shape, num_steps, return_trajectory) -> (x, info) in model
+      space, info with 'nfe' and optionally 'trajectory'.
+    log_likelihood: (model, x, rng) -> [B] nats. With likelihood_kind='discrete' this
+      is already log P on the data's levels (DDPM's bound); with 'density' it is a log
+      density in model space, which the common code dequantises and converts.
+    likelihood_kind: 'discrete' or 'density'.
+    likelihood_is_exact: False for bounds (DDPM VLB), True for the ODE likelihood
+      (exact for points; for images the dequantised density is a bound on log P of
+      the levels, so the paradigm reports False there).
+    default_num_steps: sampler steps when neither the call nor the config set them.
+  """
+  time_input: Callable
+  loss: Callable
+  sample: Callable
+  log_likelihood: Callable
+  likelihood_kind: str
+  likelihood_is_exact: bool
+  default_num_steps: int
+
+
+def net_config(dataset: str, conditional: bool = False) -> ml_collections.ConfigDict:
+  """Network and guidance fields of config.model, sized to train on a CPU in minutes."""
+  m = ml_collections.ConfigDict()
+  if dataset.startswith('toy2d') or dataset in ('eight_gaussians', 'checkerboard', 'moons',
+                                                 'swiss_roll'):
+    m.hidden, m.num_layers = 128, 3
+  elif dataset == 'digits':
+    m.channels, m.channel_mult, m.num_res_blocks, m.attn_resolutions = 32, (1, 2), 1, (4,)
+  else:   # 28x28 (mnist_idx, mnist, fashion_mnist)
+    m.channels, m.channel_mult, m.num_res_blocks, m.attn_resolutions = 32, (1, 2, 2), 1, (7,)
+  if not m.get('hidden'):
+    m.dropout, m.groups = 0.0, 8
+  m.conditional = conditional
+  m.label_dropout = 0.1        # null label with this probability when conditional
+  m.guidance = 1.0             # w: uncond + w (cond - uncond); 0 = uncond, 1 = cond
+  return m
+
+
+def build_net(model_config, info, paradigm: str):
+  """U-Net for images, ScoreMLP for points; ValueError naming the fix otherwise."""
+  conditional = bool(model_config.get('conditional', False))
+  if conditional and not info.num_classes:
+    raise ValueError(f"{paradigm}: model.conditional=True needs labelled data, but "
+                     f"{info.name!r} has no classes. Set --config.model.conditional=False.")
+  num_classes = int(info.num_classes) if conditional else 0
+  if info.kind == 'image':
+    if len(info.shape) != 3:
+      raise ValueError(f"{paradigm}: images must be [H, W, C]; {info.name!r} has shape "
+                       f"{info.shape}.")
+    mult = tuple(model_config.get('channel_mult', (1, 2)))
+    factor = 2 ** (len(mult) - 1)
+    h, w, _ = info.shape
+    if h % factor or w % factor:
+      raise ValueError(
+          f"{paradigm}: the U-Net with channel_mult={mult} halves the image {len(mult) - 1} "
+          f"times, so H and W must be divisible by {factor}, but {info.name!r} is {h}x{w}. "
+          f"Use fewer entries in --config.model.channel_mult.")
+    return UNet(channels=int(model_config.get('channels', 32)), channel_mult=mult,
+                num_res_blocks=int(model_config.get('num_res_blocks', 1)),
+                attn_resolutions=tuple(model_config.get('attn_resolutions', ())),
+                dropout=float(model_config.get('dropout', 0.0)), num_classes=num_classes,
+                groups=int(model_config.get('groups', 8)))
+  if info.kind == 'points':
+    return ScoreMLP(hidden=int(model_config.get('hidden', 128)),
+                    num_layers=int(model_config.get('num_layers', 3)), num_classes=num_classes)
+  raise ValueError(f"{paradigm} models images or points, but {info.name!r} holds "
+                   f"{info.kind}. Use an image dataset (digits, mnist_idx) or a toy2d set.")
+
+
+def to_model_space(batch, info):
+  """Batch -> float32 model-space data: image levels k -> 2k/(L-1) - 1; points as they are."""
+  if info.kind == 'image':
+    x = batch['image']
+    chex.assert_rank(x, 4)
+    return 2.0 * jnp.asarray(x, jnp.float32) / (info.num_levels - 1) - 1.0
+  x = jnp.asarray(batch['x'], jnp.float32)
+  chex.assert_rank(x, 2)
+  return x
+
+
+def from_model_space(x, info):
+  """Model space -> sample units: images (x + 1) / 2 clipped to [0, 1]; points unchanged."""
+  if info.kind == 'image':
+    return jnp.clip((x + 1.0) / 2.0, 0.0, 1.0)
+  return x
+
+
+def make_paradigm(spec: DiffusionSpec, model_config, info, paradigm: str) -> Paradigm:
+  """Binds a DiffusionSpec to a network and returns the Paradigm object."""
+  net = build_net(model_config, info, paradigm)
+  conditional = bool(model_config.get('conditional', False))
+  null_label = int(info.num_classes) if conditional else 0
+  label_dropout = float(model_config.get('label_dropout', 0.1))
+  default_guidance = float(model_config.get('guidance', 1.0))
+  config_steps = int(model_config.get('num_steps', 0) or 0)
+  dequantize = bool(model_config.get('dequantize_eval', True))
+
+  def bind(params, labels=None, train=False, dropout_rng=None):
+    def model(x, t):
+      rngs = {'dropout': dropout_rng} if (train and dropout_rng is not None) else None
+      return net.apply({'params': params}, x, spec.time_input(t), labels, train=train,
+                       rngs=rngs)
+    return model
+
+  def init(rng, batch):
+    x = to_model_space(batch, info)[:1]
+    labels = jnp.zeros((1,), jnp.int32) if conditional else None
+    return net.init(rng, x, jnp.zeros((1,), jnp.float32), labels)['params']
+
+  def loss(params, batch, rng):
+    x = to_model_space(batch, info)
+    drop_key, loss_key, dropout_key = jax.random.split(rng, 3)
+    labels = None
+    if conditional:
+      labels = jnp.asarray(batch['label'], jnp.int32)
+      drop = jax.random.bernoulli(drop_key, label_dropout, labels.shape)
+      labels = jnp.where(drop, null_label, labels)
+    per_example, metrics = spec.loss(bind(params, labels, True, dropout_key), x, loss_key)
+    chex.assert_shape(per_example, x.shape[:1])
+    return jnp.mean(per_example), metrics
+
+  @functools.partial(jax.jit, static_argnames=('num', 'num_steps', 'return_trajectory',
+                                               'guided'))
+  def _sample(params, rng, guidance, label, *, num, num_steps, return_trajectory, guided):
+    if guided:
+      def labelled(x, t, lab):
+        return net.apply({'params': params}, x, spec.time_input(t), lab)
+      model = classifier_free_guidance(labelled, label, null_label, guidance)
+    else:
+      model = bind(params)           # unconditional (the null label when conditional)
+    x, info_ = spec.sample(model, rng, (num, *info.shape), num_steps, return_trajectory)
+    out = {'nfe': info_['nfe']}
+    if return_trajectory:
+      traj = info_['trajectory']
+      stride = max(1, math.ceil((traj.shape[0] - 1) / MAX_TRAJECTORY_FRAMES))
+      idx = sorted(set(range(0, traj.shape[0], stride)) | {traj.shape[0] - 1})
+      out['trajectory'] = from_model_space(traj[jnp.array(idx)], info)
+    return from_model_space(x, info), out
+
+  def sample(params, rng, num, num_steps=None, guidance=None, label=None,
+             return_trajectory=False, return_info=False):
+    """Samples [num, *shape] (images in [0, 1]). Options: num_steps, label (int or [num]
+    ints; conditional models), guidance (w; default config.model.guidance when a label is
+    given), return_trajectory (-> (samples, trajectory [frames, num, ...], at most ~100
+    frames)), return_info (-> also {'nfe', 'network_evals'})."""
+    if label is None and guidance is not None:
+      raise ValueError(f"{paradigm}: guidance={guidance} needs a label; pass label=<class>.")
+    if label is not None and not conditional:
+      raise ValueError(f"{paradigm}: label={label} given to an unconditional model; train "
+                       "with --config.model.conditional=True to use labels and guidance.")
+    guided = label is not None
+    steps = int(num_steps or config_steps or spec.default_num_steps)
+    w = jnp.float32(default_guidance if guidance is None else guidance)
+    lab = jnp.broadcast_to(jnp.asarray(0 if label is None else label, jnp.int32), (num,))
+    x, out = _sample(params, rng, w, lab, num=int(num), num_steps=steps,
+                     return_trajectory=bool(return_trajectory), guided=guided)
+    out['network_evals'] = out['nfe'] * (2 if guided else 1)
+    result = (x, out['trajectory']) if return_trajectory else x
+    if return_info:
+      info_ = {k: v for k, v in out.items() if k != 'trajectory'}
+      return (*result, info_) if return_trajectory else (result, info_)
+    return result
+
+  def log_likelihood(params, batch, rng):
+    """log P(x) [B] in nats on the data's levels (a bound; see likelihood_is_exact)."""
+    x = to_model_space(batch, info)
+    model = bind(params)
+    if spec.likelihood_kind == 'discrete' or info.kind != 'image':
+      return spec.log_likelihood(model, x, rng)
+    # Uniform dequantisation: y = k + u in [0, L), z = 2 (y - 1/2) / (L - 1) - 1, so that
+    # log p(y) = log p(z) + D log(2 / (L - 1)) and E_u log p(y) <= log P(k).
+    u_key, ll_key = jax.random.split(rng)
+    levels = info.num_levels
+    u = jax.random.uniform(u_key, x.shape) - 0.5 if dequantize else jnp.zeros_like(x)
+    z = x + 2.0 * u / (levels - 1)
+    return spec.log_likelihood(model, z, ll_key) + info.num_dims * math.log(2.0 / (levels - 1))
+
+  # Dequantised images give a bound on log P of the levels even for an exact density.
+  return Paradigm(init=init, loss=loss, sample=sample, log_likelihood=log_likelihood,
+                  likelihood_is_exact=spec.likelihood_is_exact and info.kind != 'image')
+
+
+def bpd_metric(nll_nats, info) -> Optional[Any]:
+  """Mean NLL (nats per example, on the data's levels) -> bits/dim."""
+  return bits_per_dim(jnp.mean(nll_nats), info.num_dims)
+
+
+TOY2D = ('eight_gaussians', 'checkerboard', 'moons', 'swiss_roll')
+IMAGE_DATASETS = ('digits', 'mnist_idx')
+
+
+def base_diffusion_config(paradigm: str, arg: str):
+  """The config every diffusion paradigm starts from, for `<paradigm>.py:<arg>`.
+
+  arg: a dataset (digits | mnist_idx | eight_gaussians | checkerboard | moons | swiss_roll),
+  optionally with '_cond' for the class-conditional model trained with label dropout
+  (digits_cond, mnist_idx_cond), which samples with classifier-free guidance.
+  """
+  from experiments.configs.common import base_config   # configs may import experiments
+  conditional = arg.endswith('_cond')
+  name = arg[:-len('_cond')] if conditional else arg
+  if name not in IMAGE_DATASETS + TOY2D:
+    raise ValueError(f"Unknown {paradigm} config arg {arg!r}; use one of "
+                     f"{IMAGE_DATASETS + TOY2D}, or digits_cond / mnist_idx_cond.")
+  if conditional and name in TOY2D:
+    raise ValueError(f"{arg!r}: toy2d data has no labels; drop the '_cond' suffix.")
+  dataset = f'toy2d/{name}' if name in TOY2D else name
+  config = base_config(paradigm, dataset)
+  config.model = net_config(dataset, conditional)
+  config.optimizer.learning_rate = 1e-3
+  config.optimizer.schedule = 'cosine'
+  config.optimizer.warmup_steps = 100
+  config.ema_decay = 0.999
+  if name in TOY2D:
+    config.batch_size = 256
+    config.num_train_steps = 4_000
+    config.eval_batch_size = 1000
+    config.num_samples = 2000
+  elif name == 'digits':
+    config.batch_size = 64
+    config.num_train_steps = 4_000
+  else:
+    config.batch_size = 64
+    config.num_train_steps = 6_000
+    config.optimizer.learning_rate = 5e-4
+  config.eval_every_steps = config.num_train_steps
+  config.sample_every_steps = config.num_train_steps // 2
+  config.checkpoint_every_steps = 1_000
+  return config

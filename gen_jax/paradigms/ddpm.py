@@ -1,0 +1,105 @@
+r"""DDPM: denoising diffusion probabilistic models (Ho, Jain, Abbeel 2020, arXiv:2006.11239).
+
+Forward process q(x_n | x_0) = N(sqrt(abar_n) x_0, (1 - abar_n) I) over T steps of a
+linear (Ho et al.) or cosine (Nichol & Dhariwal, arXiv:2102.09672) schedule; the
+network predicts eps, x_0 or v = alpha eps - sigma x_0 (Salimans & Ho, arXiv:2202.00512)
+and is trained with the unweighted L_simple. Sampling: ancestral (Ho et al. Alg. 2,
+T steps) or DDIM with eta (Song et al., arXiv:2010.02502) on any number of steps.
+log_likelihood: the variational bound L_T + sum_n L_n + L_0 with the discretised
+decoder on the data's levels (a bound, in nats; all T terms, or an unbiased
+estimate from `vlb_num_steps` stratified steps). The training metric
+'bits_per_dim' is a one-step unbiased estimate of the same bound (noisy).
+
+config.model fields (beside _diffusion_common's): num_diffusion_steps (T), schedule
+('linear' | 'cosine'), prediction ('eps' | 'x0' | 'v'), sampler ('ancestral' | 'ddim'),
+eta (DDIM), variance ('beta' | 'beta_tilde'), clip_denoised, vlb_num_steps (0 = all T).
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from gen_jax.losses import score_matching as sm
+from gen_jax.paradigms import _diffusion_common as common
+from gen_jax.paradigms.base import Paradigm
+from gen_jax.samplers import diffusion as samplers
+
+
+def make_spec(model_config, info) -> common.DiffusionSpec:
+  num_T = int(model_config.get('num_diffusion_steps', 1000))
+  schedule = sm.get_discrete_schedule(model_config.get('schedule', 'linear'), num_T)
+  prediction = model_config.get('prediction', 'eps')
+  sm.prediction_target(prediction, jnp.zeros(1), jnp.zeros(1), 1.0, 0.0)   # validates
+  sampler = model_config.get('sampler', 'ancestral')
+  if sampler not in ('ancestral', 'ddim'):
+    raise ValueError(f"ddpm: unknown model.sampler {sampler!r}; use 'ancestral' or 'ddim'.")
+  eta = float(model_config.get('eta', 0.0))
+  variance = model_config.get('variance', 'beta')
+  levels = info.num_levels if info.kind == 'image' else None
+  clip = bool(model_config.get('clip_denoised', info.kind == 'image'))
+  vlb_steps = int(model_config.get('vlb_num_steps', 0) or num_T)
+
+  def time_input(n):
+    return jnp.asarray(n, jnp.float32) * (1000.0 / num_T)
+
+  def predictions(out, x_t, n):
+    alpha, sigma = schedule.alpha_sigma(n)
+    return sm.to_eps_x0(prediction, out, x_t, alpha, sigma)
+
+  def loss(model, x0, rng):
+    n_key, eps_key = jax.random.split(rng)
+    n = jax.random.randint(n_key, x0.shape[:1], 0, num_T)
+    eps = jax.random.normal(eps_key, x0.shape, x0.dtype)
+    alpha, sigma = schedule.alpha_sigma(n)
+    x_t = alpha.reshape(-1, *[1] * (x0.ndim - 1)) * x0 + sigma.reshape(-1, *[1] * (x0.ndim - 1)) * eps
+    out = model(x_t, n)                                   # one network call for both
+    per_example = sm.ddpm_loss_at(lambda *_: out, schedule, x0, n, eps, prediction)
+    x0_hat = jax.lax.stop_gradient(predictions(out, x_t, n)[1])
+    term = sm.ddpm_vlb_term(lambda *_: x0_hat, schedule, x0, n, eps, levels, variance)
+    vlb = num_T * term + sm.ddpm_prior_kl(schedule, x0)   # unbiased one-step estimate
+    return per_example, {'bits_per_dim': common.bpd_metric(vlb, info)}
+
+  def eps_fn(model):
+    def fn(x, n):
+      return predictions(model(x, n), x, n)[0]
+    return fn
+
+  def sample(model, rng, shape, num_steps, return_trajectory):
+    noise_key, key = jax.random.split(rng)
+    x_T = jax.random.normal(noise_key, shape)
+    if sampler == 'ancestral':
+      if num_steps != num_T:
+        raise ValueError(f"ddpm: ancestral sampling takes all T={num_T} steps, not "
+                         f"num_steps={num_steps}; set --config.model.sampler=ddim for fewer.")
+      return samplers.ddpm_ancestral(eps_fn(model), schedule, x_T, key, variance, clip,
+                                     return_trajectory)
+    return samplers.ddim(eps_fn(model), schedule, x_T, key, num_steps, eta, clip,
+                         return_trajectory)
+
+  def log_likelihood(model, x0, rng):
+    """-(L_T + sum_n L_n): all T terms, or T/K times K stratified random steps."""
+    x0_hat_fn = lambda x, n: predictions(model(x, n), x, n)[1]
+    if vlb_steps >= num_T:
+      ns = jnp.arange(num_T)
+      scale = 1.0
+    else:
+      width = num_T / vlb_steps
+      offsets = jax.random.uniform(jax.random.fold_in(rng, -1), (vlb_steps,)) * width
+      ns = jnp.floor(jnp.arange(vlb_steps) * width + offsets).astype(jnp.int32)
+      scale = num_T / vlb_steps
+
+    def term(n):
+      eps = jax.random.normal(jax.random.fold_in(rng, n), x0.shape, x0.dtype)
+      return sm.ddpm_vlb_term(x0_hat_fn, schedule, x0, jnp.full(x0.shape[:1], n), eps,
+                              levels, variance)
+    terms = jax.lax.map(term, ns)
+    return -(scale * jnp.sum(terms, 0) + sm.ddpm_prior_kl(schedule, x0))
+
+  return common.DiffusionSpec(
+      time_input=time_input, loss=loss, sample=sample, log_likelihood=log_likelihood,
+      likelihood_kind='discrete', likelihood_is_exact=False,
+      default_num_steps=num_T if sampler == 'ancestral' else 50)
+
+
+def make(model_config, info) -> Paradigm:
+  return common.make_paradigm(make_spec(model_config, info), model_config, info, 'ddpm')

@@ -1,0 +1,62 @@
+r"""EDM: "Elucidating the design space of diffusion-based generative models"
+(Karras, Aittala, Aila, Laine 2022, arXiv:2206.00364).
+
+x = x_0 + sigma n; the denoiser D(x; sigma) = c_skip x + c_out F(c_in x; c_noise) with the
+preconditioning of Table 1 (sigma_data), trained with lambda(sigma) ||D - x_0||^2 and
+ln sigma ~ N(P_mean, P_std^2). Sampling: Algorithm 2 (Heun, rho = 7 schedule, optional
+churn S_churn / S_tmin / S_tmax / S_noise); NFE = 2 num_steps - 1. log_likelihood: the
+exact likelihood of the ODE dx/dsigma = (x - D(x; sigma)) / sigma from sigma_min to
+sigma_max with prior N(0, sigma_max^2 I) (Hutchinson trace, diffrax), of dequantised
+images, converted to the data's levels.
+
+config.model fields (beside _diffusion_common's): sigma_data, p_mean, p_std, sigma_min,
+sigma_max, rho, s_churn, s_tmin, s_tmax, s_noise, heun, trace, rtol, atol.
+"""
+from __future__ import annotations
+
+import jax.numpy as jnp
+
+from gen_jax.eval.ode_likelihood import gaussian_logp, ode_log_likelihood
+from gen_jax.losses import score_matching as sm
+from gen_jax.paradigms import _diffusion_common as common
+from gen_jax.paradigms.base import Paradigm
+from gen_jax.samplers import diffusion as samplers
+
+
+def make_spec(model_config, info) -> common.DiffusionSpec:
+  g = lambda k, d: float(model_config.get(k, d))
+  sigma_data, p_mean, p_std = g('sigma_data', 0.5), g('p_mean', -1.2), g('p_std', 1.2)
+  sigma_min, sigma_max, rho = g('sigma_min', 0.002), g('sigma_max', 80.0), g('rho', 7.0)
+  churn = dict(s_churn=g('s_churn', 0.0), s_tmin=g('s_tmin', 0.0),
+               s_tmax=g('s_tmax', float('inf')), s_noise=g('s_noise', 1.0))
+  heun = bool(model_config.get('heun', True))
+  trace = model_config.get('trace', 'hutchinson')
+  rtol, atol = g('rtol', 1e-5), g('atol', 1e-5)
+
+  def loss(model, x0, rng):
+    return sm.edm_loss(sm.edm_denoiser(model, sigma_data), x0, rng, sigma_data, p_mean,
+                       p_std), {}
+
+  def sample(model, rng, shape, num_steps, return_trajectory):
+    return samplers.edm_sampler(sm.edm_denoiser(model, sigma_data), shape, rng, num_steps,
+                                sigma_min, sigma_max, rho, heun=heun,
+                                return_trajectory=return_trajectory, **churn)
+
+  def log_likelihood(model, x, rng):
+    denoise = sm.edm_denoiser(model, sigma_data)
+
+    def drift(y, sigma):
+      return (y - denoise(y, sigma)) / sigma.reshape(-1, *[1] * (y.ndim - 1))
+    logp, _ = ode_log_likelihood(drift, x, sigma_min, sigma_max, gaussian_logp(sigma_max),
+                                 rng, trace=trace, rtol=rtol, atol=atol)
+    return logp
+
+  return common.DiffusionSpec(
+      # the network sees c_noise = ln(sigma) / 4, scaled into the embedding's range
+      time_input=lambda c_noise: 250.0 * jnp.asarray(c_noise, jnp.float32), loss=loss,
+      sample=sample, log_likelihood=log_likelihood, likelihood_kind='density',
+      likelihood_is_exact=True, default_num_steps=18)
+
+
+def make(model_config, info) -> Paradigm:
+  return common.make_paradigm(make_spec(model_config, info), model_config, info, 'edm')
