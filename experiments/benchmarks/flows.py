@@ -104,6 +104,8 @@ def toy_part(names=("eight_gaussians", "checkerboard"), steps=20_000,
   results = []
   for name in names:
     config = _override(flow2d_config.get_config(name), steps, dict(fields))
+    config.batch_size = 512
+    config.optimizer.learning_rate = 2e-3
     with tempfile.TemporaryDirectory() as workdir:
       run, state, seconds = train(config, workdir)
       params = run.sampling_params(state)
