@@ -4,40 +4,57 @@ from __future__ import annotations
 import math
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from gen_jax.losses.nll import bits_per_dim
 
 
-def evaluate_likelihood(log_likelihood_fn, params, batches, rng, info, put=None,
-                        likelihood_is_exact=False, split="test") -> dict:
-  """Averages `log_likelihood_fn(params, batch, rng_i)` [B] over masked eval batches.
+def masked_sums(log_likelihood_fn):
+  """(params, batch, rng) -> (sum of log p, sum of dims, number of examples) over unmasked rows.
 
-  Batches carry `mask` [B] (False on padding) and, for text, `token_mask`
-  [B, T] (the tokens each row predicts). The result is per dimension:
-  bits/dim = -sum log p / (num examples * dims per example * log 2).
+  Batches carry `mask` [B] (False on padding) and `dims` [B] (dimensions each
+  row's log-likelihood covers). Jit it with replicated outputs: on several
+  hosts each process holds only its rows of the batch.
   """
-  total_ll, total_dims, count = 0.0, 0.0, 0
-  for i, batch in enumerate(batches):
+  def sums(params, batch, rng):
     batch = dict(batch)
-    mask = np.asarray(batch.pop("mask"), bool)
-    dims = (np.asarray(batch["token_mask"]).sum(axis=1) if "token_mask" in batch
-            else np.full(mask.shape, info.num_dims))
-    if put is not None:
-      batch = put(batch)
-    ll = np.asarray(jax.device_get(log_likelihood_fn(params, batch, jax.random.fold_in(rng, i))),
-                    np.float64)
-    total_ll += float(ll[mask].sum())
-    total_dims += float(dims[mask].sum())
-    count += int(mask.sum())
+    mask = batch.pop("mask").astype(jnp.float32)
+    dims = batch.pop("dims").astype(jnp.float32)
+    ll = log_likelihood_fn(params, batch, rng)
+    return jnp.sum(ll * mask), jnp.sum(dims * mask), jnp.sum(mask)
+  return sums
+
+
+def with_dims(batch: dict, num_dims: int) -> dict:
+  """Adds `dims` [B]: the tokens each row predicts (text) or the image's sub-pixels."""
+  mask = np.asarray(batch["mask"])
+  if "token_mask" in batch:
+    dims = np.asarray(batch["token_mask"]).sum(axis=1)
+  else:
+    dims = np.full(mask.shape, num_dims)
+  return {**batch, "dims": dims.astype(np.float32)}
+
+
+def summarize(total_ll: float, total_dims: float, count: float, info, likelihood_is_exact: bool,
+              split: str) -> dict:
+  """Totals -> the evaluation record: bits/dim = -sum log p / (sum dims * log 2)."""
   if count == 0:
     raise ValueError(f"The {split} split of {info.name!r} gave no examples to evaluate.")
   nats_per_dim = -total_ll / total_dims
-  result = {"split": split, "bound": not likelihood_is_exact, "num_examples": count,
-            "nll_nats_per_example": -total_ll / count}
+  result = {"split": split, "bound": not likelihood_is_exact, "num_examples": int(count),
+            "nll_nats_per_example": -total_ll / count,
+            "bits_per_dim": float(bits_per_dim(nats_per_dim, 1))}
   if info.kind == "text":
-    result.update(nats_per_token=nats_per_dim, bits_per_token=nats_per_dim / math.log(2),
-                  bits_per_dim=nats_per_dim / math.log(2))
-  else:
-    result["bits_per_dim"] = float(bits_per_dim(nats_per_dim * 1.0, 1))
+    result.update(nats_per_token=nats_per_dim, bits_per_token=nats_per_dim / math.log(2))
   return result
+
+
+def evaluate_likelihood(sums_fn, params, batches, rng, info, put=lambda b: b,
+                        likelihood_is_exact=False, split="test") -> dict:
+  """Sums `sums_fn` (see `masked_sums`) over eval batches and summarizes in bits/dim."""
+  totals = np.zeros(3, np.float64)
+  for i, batch in enumerate(batches):
+    out = sums_fn(params, put(with_dims(batch, info.num_dims)), jax.random.fold_in(rng, i))
+    totals += np.asarray(jax.device_get(out), np.float64)
+  return summarize(*totals, info, likelihood_is_exact, split)

@@ -16,8 +16,9 @@ import orbax.checkpoint as ocp
 from gen_jax.errors import UserError
 
 # Fields that may differ between launches of one run: they change how often
-# things are logged or saved, never the trajectory of the parameters.
-RELAUNCH_FIELDS = ("log_every_steps", "eval_every_steps", "checkpoint_every_steps",
+# things are logged or saved, or where the run is laid out, never the
+# trajectory of the parameters.
+RELAUNCH_FIELDS = ("mesh", "log_every_steps", "eval_every_steps", "checkpoint_every_steps",
                    "sample_every_steps", "num_samples", "keep_checkpoints",
                    "eval_batch_size", "data_dir", "manual_dir")
 

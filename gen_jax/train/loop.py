@@ -31,7 +31,7 @@ import tqdm
 
 from gen_jax import data as data_lib
 from gen_jax.errors import NonFiniteError, UserError
-from gen_jax.eval.likelihood import evaluate_likelihood
+from gen_jax.eval.likelihood import evaluate_likelihood, masked_sums
 from gen_jax.paradigms import load_paradigm
 from gen_jax.train import checkpoint as ckpt_lib
 from gen_jax.train import optim
@@ -74,6 +74,14 @@ class Run:
       params = self.paradigm.init(rng, batch)
       return init_state(self.paradigm, self.optimizers, params, self.config.ema_decay)
     return jax.jit(init_fn, out_shardings=self.state_shardings)(self.keys["init"], example_batch)
+
+  def gather(self, params):
+    """Inside jit: the whole parameters from their fsdp-split storage."""
+    return shard_lib.gather_for_compute(params, self.mesh)
+
+  def with_gathered_params(self, fn):
+    """fn(params, ...) -> the same function on fsdp-stored params."""
+    return lambda params, *args, **kwargs: fn(self.gather(params), *args, **kwargs)
 
   def sampling_params(self, state: TrainState):
     return state.ema_params if state.ema_params is not None else state.params
@@ -118,7 +126,7 @@ def build(config, info=None, paradigm=None) -> Run:
 
 def jit_train_step(run: Run):
   step = make_train_step(run.paradigm, run.optimizers, run.schedules, run.config.ema_decay,
-                         skip_nonfinite=run.config.on_nonfinite == "skip")
+                         skip_nonfinite=run.config.on_nonfinite == "skip", gather=run.gather)
   replicated = shard_lib.replicated(run.mesh)
   return jax.jit(step, in_shardings=(run.state_shardings, shard_lib.batch_sharding(run.mesh),
                                      replicated),
@@ -133,18 +141,24 @@ def evaluate(run: Run, state: TrainState, split: str = "test", max_examples=None
   batches = data_lib.eval_batches(
       cfg.dataset, split=split, batch_size=cfg.eval_batch_size, max_examples=max_examples,
       process_index=jax.process_index(), process_count=jax.process_count(), **data_kwargs(cfg))
-  ll_fn = jax.jit(run.paradigm.log_likelihood)
-  return evaluate_likelihood(ll_fn, run.sampling_params(state), batches, run.keys["eval"],
+  sums = jax.jit(masked_sums(run.with_gathered_params(run.paradigm.log_likelihood)),
+                 out_shardings=shard_lib.replicated(run.mesh))
+  return evaluate_likelihood(sums, run.sampling_params(state), batches, run.keys["eval"],
                              run.info, put=run.put_batch,
                              likelihood_is_exact=run.paradigm.likelihood_is_exact, split=split)
 
 
-def write_samples(run: Run, state: TrainState, workdir: str, step: int) -> str | None:
-  """samples/step_<N>.png (or .txt for text) from the sampling params."""
-  samples = run.paradigm.sample(run.sampling_params(state),
-                                jax.random.fold_in(run.keys["sample"], step),
-                                run.config.num_samples)
-  samples = np.asarray(jax.device_get(samples))
+def draw_samples(run: Run, state: TrainState, step: int):
+  """`config.num_samples` samples (jitted, replicated on every process) as numpy."""
+  sample = jax.jit(functools.partial(run.with_gathered_params(run.paradigm.sample),
+                                     num=run.config.num_samples),
+                   out_shardings=shard_lib.replicated(run.mesh))
+  samples = sample(run.sampling_params(state), jax.random.fold_in(run.keys["sample"], step))
+  return np.asarray(jax.device_get(samples))
+
+
+def write_samples(run: Run, samples, workdir: str, step: int) -> str:
+  """samples/step_<N>.png (or .txt for text)."""
   path = os.path.join(workdir, "samples", f"step_{step}")
   if run.info.kind == "text":
     text = "\n\n---\n\n".join("".join(run.info.vocab[t] for t in row) for row in samples[:8])
@@ -251,8 +265,10 @@ def train(config, workdir: str, *, paradigm=None, progress: bool = True) -> Trai
           if result is not None:
             writer.write(step, {f"eval/{k}": float(v) for k, v in result.items()
                                 if isinstance(v, (int, float))})
-        if is_main and (step % config.sample_every_steps == 0 or step == total):
-          write_samples(run, state, workdir, step)
+        if step % config.sample_every_steps == 0 or step == total:
+          samples = draw_samples(run, state, step)     # every process takes part
+          if is_main:
+            write_samples(run, samples, workdir, step)
     finally:
       bar.close()
       manager.wait_until_finished()
@@ -271,9 +287,23 @@ def load_config(workdir: str):
     return ml_collections.ConfigDict(json.load(f))
 
 
-def restore(workdir: str, step: int | None = None, paradigm=None):
-  """(run, state, step) of a trained workdir's newest (or given) intact checkpoint."""
+def restore(workdir: str, step: int | None = None, paradigm=None, mesh: str | None = None):
+  """(run, state, step) of a trained workdir's newest (or given) intact checkpoint.
+
+  `mesh` lays the state out on another mesh than the run's (e.g. a checkpoint
+  saved on 8 devices restored on 1); by default the run's mesh, or all local
+  devices on the data axis when the run's mesh needs more devices than exist.
+  """
   config = load_config(workdir)
+  if mesh is None:
+    try:
+      shard_lib.parse_mesh(config.mesh, jax.device_count())
+    except UserError:
+      logging.warning("Mesh %r of %s does not fit %d device(s); restoring on data=-1.",
+                      config.mesh, workdir, jax.device_count())
+      mesh = "data=-1,fsdp=1"
+  if mesh is not None:
+    config.mesh = mesh
   run = build(config, paradigm=paradigm)
   manager = ckpt_lib.make_manager(workdir, config.keep_checkpoints)
   try:

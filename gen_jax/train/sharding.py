@@ -37,17 +37,19 @@ def parse_mesh(spec: str, num_devices: int) -> dict:
     if num_devices % known:
       raise UserError(f"Mesh {spec!r} does not divide the {num_devices} devices.")
     sizes[free[0]] = num_devices // known
-  if math.prod(sizes.values()) != num_devices:
-    raise UserError(f"Mesh {spec!r} has {math.prod(sizes.values())} devices but "
+  if math.prod(sizes.values()) > num_devices or min(sizes.values()) < 1:
+    raise UserError(f"Mesh {spec!r} needs {math.prod(sizes.values())} devices but "
                     f"{num_devices} are available; make the product of the axis "
-                    "sizes equal the device count, or use -1 for one axis.")
+                    "sizes at most the device count, or use -1 for one axis.")
   return sizes
 
 
 def make_mesh(spec: str = "data=-1,fsdp=1", devices=None) -> Mesh:
+  """A (data, fsdp) mesh over the first data * fsdp devices (all of them with -1)."""
   devices = jax.devices() if devices is None else devices
   sizes = parse_mesh(spec, len(devices))
-  return Mesh(np.asarray(devices).reshape(sizes["data"], sizes["fsdp"]), AXES)
+  n = sizes["data"] * sizes["fsdp"]
+  return Mesh(np.asarray(devices[:n]).reshape(sizes["data"], sizes["fsdp"]), AXES)
 
 
 def replicated(mesh: Mesh) -> NamedSharding:
@@ -70,6 +72,20 @@ def param_sharding(shape, mesh: Mesh) -> NamedSharding:
       spec[axis] = "fsdp"
       return NamedSharding(mesh, P(*spec))
   return replicated(mesh)
+
+
+def gather_for_compute(tree, mesh: Mesh):
+  """FSDP's all-gather: inside a jitted function, use the full (replicated) parameters.
+
+  Parameters and optimizer state are *stored* split over `fsdp`; compute sees
+  whole weights (ZeRO-3), and the gradients are split again by the output
+  shardings of the step. This also keeps XLA from partitioning convolutions
+  over their weights' feature axes, which on CPU gave wrong results for
+  replicated inputs.
+  """
+  if mesh.shape["fsdp"] == 1:
+    return tree
+  return jax.lax.with_sharding_constraint(tree, replicated(mesh))
 
 
 def tree_shardings(abstract_tree, mesh: Mesh):

@@ -43,34 +43,39 @@ def init_state(paradigm: Paradigm, optimizers, params, ema_decay: float) -> Trai
       nonfinite_what=jnp.zeros((), jnp.int32))
 
 
-def _update(loss_fn, optimizer, params, opt_state, batch, rng):
-  """One gradient step of `loss_fn(params, batch, rng)` -> (params, opt_state, loss, metrics, grad_norm)."""
-  (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, batch, rng)
+def _update(loss_fn, optimizer, params, opt_state, batch, rng, gather):
+  """One gradient step of `loss_fn(params, batch, rng)` -> (params, opt_state, loss, metrics, grad_norm).
+
+  `gather` maps stored parameters to the ones compute uses (FSDP's all-gather).
+  """
+  def gathered_loss(p, batch, rng):
+    return loss_fn(gather(p), batch, rng)
+  (loss, metrics), grads = jax.value_and_grad(gathered_loss, has_aux=True)(params, batch, rng)
   grad_norm = optax.global_norm(grads)
   updates, opt_state = optimizer.update(grads, opt_state, params)
   return optax.apply_updates(params, updates), opt_state, loss, metrics, grad_norm
 
 
 def make_train_step(paradigm: Paradigm, optimizers, schedules, ema_decay: float,
-                    skip_nonfinite: bool):
+                    skip_nonfinite: bool, gather=lambda tree: tree):
   """Returns train_step(state, batch, base_key) -> (state, metrics)."""
 
   def train_step(state: TrainState, batch, base_key):
     rng = jax.random.fold_in(base_key, state.step)
     if not paradigm.players:
       params, opt_state, loss, metrics, grad_norm = _update(
-          paradigm.loss, optimizers[None], state.params, state.opt_state, batch, rng)
+          paradigm.loss, optimizers[None], state.params, state.opt_state, batch, rng, gather)
       metrics = {**metrics, "grad_norm": grad_norm,
                  "learning_rate": schedules[None](state.step)}
     else:
       params, opt_state, metrics = dict(state.params), dict(state.opt_state), {}
       grad_norm = jnp.zeros(())
       for i, player in enumerate(paradigm.update_schedule):
-        def player_loss(p, batch, rng, player=player, others=dict(params)):
+        def player_loss(p, batch, rng, player=player, others=gather(dict(params))):
           return paradigm.loss[player]({**others, player: p}, batch, rng)
         params[player], opt_state[player], loss, m, g = _update(
             player_loss, optimizers[player], params[player], opt_state[player],
-            batch, jax.random.fold_in(rng, i))
+            batch, jax.random.fold_in(rng, i), gather)
         grad_norm = jnp.maximum(grad_norm, g)
         metrics.update({f"{player}/{k}": v for k, v in m.items()})
         metrics.update({f"{player}/loss": loss, f"{player}/grad_norm": g})
