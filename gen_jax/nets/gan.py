@@ -44,12 +44,15 @@ def spectral_normalize(w, num_iters: int = 5, eps: float = 1e-12):
   u = jax.random.normal(jax.random.key(0), (w2.shape[1],), w2.dtype)
   u = u / jnp.linalg.norm(u)
   w_sg = jax.lax.stop_gradient(w2)
-  v = None
-  for _ in range(num_iters):
+
+  def power_step(_, uv):
+    u, _ = uv
     v = w_sg @ u
     v = v / (jnp.linalg.norm(v) + eps)
     u = w_sg.T @ v
-    u = u / (jnp.linalg.norm(u) + eps)
+    return u / (jnp.linalg.norm(u) + eps), v
+
+  u, v = jax.lax.fori_loop(0, num_iters, power_step, (u, jnp.zeros((w2.shape[0],), w2.dtype)))
   u, v = jax.lax.stop_gradient(u), jax.lax.stop_gradient(v)
   sigma = v @ w2 @ u
   return w / (sigma + eps)
