@@ -22,8 +22,9 @@ def maybe_initialize_distributed() -> None:
   if not f.coordinator_address and f.num_processes <= 1:
     return
   import jax
-  if jax.default_backend() == "cpu" or os.environ.get("JAX_PLATFORMS", "") == "cpu":
-    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+  # Collectives between CPU processes (the local test setup); GPUs/TPUs ignore it.
+  # Must be set before anything initialises a JAX backend.
+  jax.config.update("jax_cpu_collectives_implementation", "gloo")
   jax.distributed.initialize(coordinator_address=f.coordinator_address or None,
                              num_processes=f.num_processes or None,
                              process_id=f.process_id)
