@@ -19,12 +19,12 @@ def get_config(arg: str = "digits"):
   config = base_config("pixel_ar", arg)
   config.model.num_layers = 4
   config.model.num_heads = 4
-  config.model.embed_dim = 128
+  config.model.embed_dim = 64
   config.model.mlp_ratio = 4
   config.model.dropout = 0.1             # 1,437 training digits: regularise
   config.model.use_bias = False
   config.model.class_conditional = False
-  config.batch_size = 64
+  config.batch_size = 32               # x 64 tokens an image
   config.num_train_steps = 2_000
   config.eval_every_steps = 1_000
   config.sample_every_steps = 1_000
@@ -36,8 +36,7 @@ def get_config(arg: str = "digits"):
   config.optimizer.b2 = 0.99
   config.optimizer.weight_decay = 0.1
   config.optimizer.grad_clip_norm = 1.0
-  if arg == "mnist_idx":                 # 784 tokens an image: a narrower net, smaller batches
-    config.model.embed_dim = 64
+  if arg == "mnist_idx":                 # 784 tokens an image: smaller batches
     config.model.dropout = 0.0
     config.batch_size = 16
     config.eval_batch_size = 64

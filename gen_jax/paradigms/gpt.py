@@ -122,7 +122,7 @@ def encode(text: str, vocab: str) -> np.ndarray:
   missing = sorted({ch for ch in text if ch not in index})
   if missing:
     raise ValueError(f"Prompt has characters outside the model's vocabulary: "
-                     f"{''.join(missing)!r} ({', '.join(repr(c) for c in missing)}). "
+                     f"{', '.join(repr(c) for c in missing)}. "
                      "Remove them or train on text that contains them.")
   return np.asarray([index[ch] for ch in text], np.int32)
 
