@@ -31,6 +31,21 @@ def maybe_initialize_distributed() -> None:
   logging.info("jax.distributed: process %d of %d", jax.process_index(), jax.process_count())
 
 
+def parse_flags(argv):
+  """absl's flag parsing, with an unknown `--config.FIELD` override said in one line."""
+  try:
+    return flags.FLAGS(argv)
+  except (AttributeError, KeyError) as e:
+    name = str(e).strip("\"'")
+    bad = [a.split("=")[0] for a in argv[1:] if a.startswith("--config.") and name in a]
+    print(f"error: unknown config field {bad[0] if bad else name!r} in an override; check "
+          "its spelling against the config file (every field is listed there).", file=sys.stderr)
+    sys.exit(2)
+  except flags.Error as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
+
+
 def run_main(main_fn):
   """Runs an absl main; user errors print one line naming cause and fix, exit 2.
 

@@ -93,4 +93,4 @@ def main(argv):
 
 if __name__ == "__main__":
   flags.mark_flags_as_required(["workdir"])
-  app.run(common.run_main(main))
+  app.run(common.run_main(main), flags_parser=common.parse_flags)

@@ -43,4 +43,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(common.run_main(main))
+  app.run(common.run_main(main), flags_parser=common.parse_flags)

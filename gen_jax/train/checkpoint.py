@@ -83,11 +83,13 @@ def save(manager: ocp.CheckpointManager, step: int, state, data_iterator) -> Non
                     "from the last saved step.") from None
 
 
-def restore_latest(manager: ocp.CheckpointManager, abstract_state, data_iterator):
+def restore_latest(manager: ocp.CheckpointManager, abstract_state, data_iterator,
+                   quarantine: bool = False):
   """Restores the newest intact step; returns (state, step) or (None, None).
 
   A step that fails to restore (truncated, corrupted) is reported by name and
-  skipped, never deleted.
+  skipped, never deleted. With `quarantine` (a training relaunch, which will
+  save that step number again) it is renamed `<step>.corrupt` beside the others.
   """
   for step in sorted(manager.all_steps(), reverse=True):
     args = {"state": ocp.args.StandardRestore(abstract_state)}
@@ -96,9 +98,15 @@ def restore_latest(manager: ocp.CheckpointManager, abstract_state, data_iterator
     try:
       restored = manager.restore(step, args=ocp.args.Composite(**args))
     except Exception as e:  # noqa: BLE001 -- any failure means this step is unusable
-      logging.warning("Checkpoint step %d in %s could not be restored (%s: %s); "
-                      "trying an older one. It is left on disk for inspection.",
-                      step, manager.directory, type(e).__name__, str(e)[:200])
+      path = os.path.join(str(manager.directory), str(step))
+      moved = ""
+      if quarantine and os.path.isdir(path):
+        moved = f" and moved to {path}.corrupt"
+        os.replace(path, f"{path}.corrupt")
+        manager.reload()
+      logging.warning("Checkpoint step %d in %s could not be restored (%s: %s); it is kept "
+                      "on disk%s. Trying an older one.", step, manager.directory,
+                      type(e).__name__, str(e).splitlines()[0][:200] if str(e) else "", moved)
       continue
     return restored["state"], step
   return None, None

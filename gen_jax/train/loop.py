@@ -213,14 +213,20 @@ def train(config, workdir: str, *, paradigm=None, progress: bool = True) -> Trai
   if config.on_nonfinite not in ("halt", "skip"):
     raise UserError(f"config.on_nonfinite={config.on_nonfinite!r}; use 'halt' or 'skip'.")
   run = build(config, paradigm=paradigm)
-  train_iter = data_lib.train_iterator(
-      config.dataset, batch_size=config.batch_size, seed=config.seed,
-      process_index=jax.process_index(), process_count=jax.process_count(), **data_kwargs(config))
+  def new_train_iter():
+    return data_lib.train_iterator(
+        config.dataset, batch_size=config.batch_size, seed=config.seed,
+        process_index=jax.process_index(), process_count=jax.process_count(),
+        **data_kwargs(config))
+
+  train_iter = new_train_iter()
   manager = ckpt_lib.make_manager(workdir, config.keep_checkpoints)
-  state, start = ckpt_lib.restore_latest(manager, run.abstract_state, train_iter)
+  state, start = ckpt_lib.restore_latest(manager, run.abstract_state, train_iter,
+                                         quarantine=is_main)
   writer = MetricWriter(workdir, enabled=is_main)
   if state is None:
     start = 0
+    train_iter = new_train_iter()      # a failed restore may have moved the old one
     state = run.init_state(example_batch(run.info, config.batch_size))
   else:
     logging.info("Resumed from step %d of %s.", start, workdir)

@@ -142,11 +142,11 @@ def test_two_player_schedule_updates_only_the_scheduled_player(tmp_path):
   assert set(state.opt_state) == {"a", "b"}
 
 
-def _launch(workdir, *extra):
+def _launch(workdir, *extra, steps=150):
   cmd = [sys.executable, "-m", "experiments.train",
          "--config=experiments/configs/vae.py:digits", f"--workdir={workdir}",
          "--config.model.channels=(8,)", "--config.model.latent_dim=2",
-         "--config.batch_size=8", "--config.num_train_steps=400",
+         "--config.batch_size=8", f"--config.num_train_steps={steps}",
          "--config.checkpoint_every_steps=5", "--config.eval_every_steps=1000",
          "--config.sample_every_steps=1000", "--config.log_every_steps=5", *extra]
   return subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -173,11 +173,11 @@ def test_sigterm_saves_exits_zero_and_the_relaunch_continues(tmp_path):
   assert proc.returncode == 0, out
   assert "SIGTERM" in out
   stopped = max(int(s) for s in os.listdir(os.path.join(workdir, "checkpoints")) if s.isdigit())
-  assert 0 < stopped < 400
+  assert 0 < stopped < 150
   logged = [r["step"] for r in read_metrics(workdir) if "loss" in r]
-  relaunch = _launch(workdir, "--config.num_train_steps=400")
+  relaunch = _launch(workdir)
   out, _ = relaunch.communicate(timeout=600)
   assert relaunch.returncode == 0, out
   steps = [r["step"] for r in read_metrics(workdir) if "loss" in r]
-  assert steps == list(range(5, 401, 5)), (stopped, logged[-3:], steps[:5])
-  assert json.loads(out.strip().splitlines()[-1])["step"] == 400
+  assert steps == list(range(5, 151, 5)), (stopped, logged[-3:], steps[:5])
+  assert json.loads(out.strip().splitlines()[-1])["step"] == 150
