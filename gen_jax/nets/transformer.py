@@ -168,12 +168,12 @@ class Block(nn.Module):
     c = x.shape[-1]
     y, new_cache = SelfAttention(self.num_heads, self.use_bias, self.dropout, self.num_layers,
                                  name="attn")(
-        nn.LayerNorm(use_bias=self.use_bias, name="ln1")(x), mask, train=train,
+        nn.LayerNorm(epsilon=1e-5, use_bias=self.use_bias, name="ln1")(x), mask, train=train,
         cache=cache, index=index)
     if self.dropout > 0:
       y = nn.Dropout(self.dropout, deterministic=not train)(y)
     x = x + y
-    y = nn.LayerNorm(use_bias=self.use_bias, name="ln2")(x)
+    y = nn.LayerNorm(epsilon=1e-5, use_bias=self.use_bias, name="ln2")(x)
     y = Mlp(self.mlp_ratio * c, self.use_bias, 0.02 / (2 * self.num_layers) ** 0.5, name="mlp")(y)
     if self.dropout > 0:
       y = nn.Dropout(self.dropout, deterministic=not train)(y)
@@ -206,7 +206,7 @@ class Transformer(nn.Module):
     self.wpe = self.param("wpe", _INIT, (self.max_len, self.embed_dim))
     self.blocks = [Block(self.num_heads, self.mlp_ratio, self.use_bias, self.dropout,
                          self.num_layers, name=f"block_{i}") for i in range(self.num_layers)]
-    self.ln_f = nn.LayerNorm(use_bias=self.use_bias)
+    self.ln_f = nn.LayerNorm(epsilon=1e-5, use_bias=self.use_bias)
     self.drop = nn.Dropout(self.dropout)
 
   def _run(self, h, pos_emb, mask, train, cache, index):
