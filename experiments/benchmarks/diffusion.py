@@ -1,0 +1,228 @@
+r"""Diffusion family benchmark: training, likelihoods and the NFE -> quality curve.
+
+  python -m experiments.benchmarks.diffusion                       # all parts on digits
+  python -m experiments.benchmarks.diffusion --parts=nfe --workdir=/tmp/ddpm   # reuse a model
+  python -m experiments.benchmarks.diffusion --parts=paradigms --paradigms=edm,flow_matching
+
+Parts (`run()` returns a dict of their results):
+* paradigms: `experiments/configs/<p>.py:<dataset>` trained by the loop for each paradigm,
+  then test bits/dim (DDPM: the full T-term variational bound; score_sde / edm /
+  flow_matching: the ODE likelihood of dequantised data, Hutchinson trace, diffrax Tsit5;
+  all bounds on log P of the levels), FD (digits classifier) of 1,000 samples from the
+  config's sampler against the test split, training time, and a PNG grid.
+* nfe: ONE trained DDPM (eps-prediction) model sampled three ways: 1000-step ancestral
+  (the reference), DDIM (eta = 0) and EDM's Heun sampler (rho = 7) driven by the same
+  eps-network through the VP -> EDM change of variables (Karras et al. 2022, Sec. 3:
+  sigma = sqrt(1 - abar) / sqrt(abar), x_edm = x / sqrt(abar), D = x_edm - sigma eps),
+  at NFE ~ 10, 20, 35, 50, 100; FD of 1,000 samples each, a PNG of the curve and the
+  ratio FD(NFE <= 35) / FD(ancestral 1000).
+Times are wall-clock on whatever machine runs it (state it with the numbers).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+PARADIGMS = ('ddpm', 'score_sde', 'edm', 'flow_matching')
+NFES = (10, 20, 35, 50, 100)
+
+
+def _config(paradigm, dataset, steps=None):
+  import importlib
+  config = importlib.import_module(f'experiments.configs.{paradigm}').get_config(dataset)
+  if steps:
+    config.num_train_steps = steps
+    config.eval_every_steps = steps
+    config.sample_every_steps = steps
+  return config
+
+
+def train_or_restore(config, workdir):
+  """Trains (or resumes) `config` in `workdir`; returns (run, state, train_seconds)."""
+  from gen_jax.train import loop
+  t0 = time.time()
+  loop.train(config, workdir, progress=False)
+  seconds = time.time() - t0
+  run, state, _ = loop.restore(workdir)
+  return run, state, seconds
+
+
+def _scorer(dataset):
+  from experiments import train_classifier
+  from gen_jax.eval import features
+  net = train_classifier.load_or_train(dataset)
+  images, _, info = train_classifier.load_split(dataset, 'test')
+  real = features.levels_to_unit(images, info.num_levels)
+  return lambda fake: features.sample_metrics(net, real, np.asarray(fake))
+
+
+def _fd(scores):
+  return next(v for k, v in scores.items() if k.startswith('FD'))
+
+
+def _sample_batched(fn, num, batch=500):
+  """fn(key, n) -> [n, ...]; draws num samples in batches (bounded memory)."""
+  out = [np.asarray(fn(jax.random.key(i), min(batch, num - i * batch)))
+         for i in range((num + batch - 1) // batch)]
+  return np.concatenate(out)[:num]
+
+
+def paradigms_part(dataset='digits', paradigms=PARADIGMS, steps=None,
+                   out='/tmp/gen_jax_diffusion_benchmark', num=1000):
+  from gen_jax.paradigms import ddpm
+  from gen_jax.train import loop
+  from gen_jax.utils import images
+  score = _scorer(dataset)
+  results = []
+  for name in paradigms:
+    config = _config(name, dataset, steps)
+    workdir = os.path.join(out, f'{name}_{dataset}')
+    run, state, seconds = train_or_restore(config, workdir)
+    if name == 'ddpm':   # the full bound (all T terms) rather than the config's estimate
+      full = config.model.copy_and_resolve_references()
+      full.vlb_num_steps = 0
+      run.paradigm = ddpm.make(full, run.info)
+    t0 = time.time()
+    ev = loop.evaluate(run, state, 'test')
+    eval_seconds = time.time() - t0
+    params = run.sampling_params(state)
+    t0 = time.time()
+    fake = _sample_batched(lambda k, n: run.paradigm.sample(params, k, n), num)
+    sample_seconds = time.time() - t0
+    grid = os.path.join(out, f'{name}_{dataset}.png')
+    images.save_png(images.image_grid(fake[:64]), grid)
+    results.append({'part': 'paradigms', 'paradigm': name, 'dataset': dataset,
+                    'steps': config.num_train_steps, 'train_seconds': round(seconds, 1),
+                    'test_bits_per_dim': ev['bits_per_dim'], 'bound': ev['bound'],
+                    'eval_seconds': round(eval_seconds, 1),
+                    'sample_seconds_per_1000': round(sample_seconds * 1000 / num, 1),
+                    'grid': grid, **score(fake)})
+    print(json.dumps(results[-1]), flush=True)
+  return results
+
+
+def edm_denoiser_from_ddpm(model_config, info, params):
+  """EDM's D(x; sigma) from a discrete-time eps-network (Karras et al. 2022, Sec. 3 and
+  App. C.1): sigma_n = sqrt((1 - abar_n) / abar_n); a continuous step index n(sigma) is
+  interpolated in log sigma; x_vp = x / sqrt(1 + sigma^2); D = x - sigma eps(x_vp, n)."""
+  from gen_jax.losses import score_matching as sm
+  from gen_jax.paradigms import _diffusion_common as common, ddpm
+  spec = ddpm.make_spec(model_config, info)
+  net = common.build_net(model_config, info, 'ddpm')
+  schedule = sm.get_discrete_schedule(model_config.schedule, model_config.num_diffusion_steps)
+  log_sigmas = 0.5 * jnp.log((1.0 - schedule.alpha_bars) / schedule.alpha_bars)
+  steps = jnp.arange(schedule.num_steps, dtype=jnp.float32)
+
+  def denoise(x, sigma):
+    n = jnp.interp(jnp.log(sigma), log_sigmas, steps)
+    alpha = jax.lax.rsqrt(1.0 + sigma ** 2)              # sqrt(abar) of this sigma, [B]
+    x_vp = x * alpha.reshape(-1, *[1] * (x.ndim - 1))
+    out = net.apply({'params': params}, x_vp, spec.time_input(n))
+    _, x0 = sm.to_eps_x0(model_config.prediction, out, x_vp, alpha, sigma * alpha)
+    return jnp.clip(x0, -1.0, 1.0)
+  return denoise, float(jnp.exp(log_sigmas[0])), float(jnp.exp(log_sigmas[-1]))
+
+
+def nfe_part(dataset='digits', workdir=None, steps=None, out='/tmp/gen_jax_diffusion_benchmark',
+             num=1000, nfes=NFES):
+  from gen_jax.paradigms import ddpm
+  from gen_jax.samplers import diffusion as samplers
+  from gen_jax.utils import images
+  score = _scorer(dataset)
+  config = _config('ddpm', dataset, steps)
+  workdir = workdir or os.path.join(out, f'ddpm_{dataset}')
+  run, state, _ = train_or_restore(config, workdir)
+  params = run.sampling_params(state)
+  info = run.info
+  model_config = run.config.model
+  rows = []
+
+  def record(sampler, nfe, fn):
+    t0 = time.time()
+    fake = _sample_batched(fn, num)
+    seconds = time.time() - t0
+    images.save_png(images.image_grid(fake[:64]),
+                    os.path.join(out, f'nfe_{sampler}_{nfe}.png'))
+    rows.append({'sampler': sampler, 'nfe': nfe, 'seconds_per_1000': round(seconds * 1000 / num, 1),
+                 **score(fake)})
+    print(json.dumps(rows[-1]), flush=True)
+
+  ancestral = ddpm.make(model_config, info)
+  record('ancestral', model_config.num_diffusion_steps,
+         lambda k, n: ancestral.sample(params, k, n))
+  ddim_cfg = model_config.copy_and_resolve_references()
+  ddim_cfg.sampler, ddim_cfg.eta = 'ddim', 0.0
+  ddim_p = ddpm.make(ddim_cfg, info)
+  for nfe in nfes:
+    record('ddim', nfe, lambda k, n, s=nfe: ddim_p.sample(params, k, n, num_steps=s))
+  denoise, sigma_min, _ = edm_denoiser_from_ddpm(model_config, info, params)
+  for nfe in nfes:
+    heun_steps = max(2, (nfe + 1) // 2)           # NFE = 2 N - 1
+
+    @jax.jit
+    def heun(k, n=None, s=heun_steps):
+      return samplers.edm_sampler(denoise, (500, *info.shape), k, s, sigma_min=sigma_min,
+                                  sigma_max=80.0)[0]
+    record('edm_heun', 2 * heun_steps - 1,
+           lambda k, n, f=heun: jnp.clip((f(k)[:n] + 1) / 2, 0, 1))
+
+  ref = _fd(rows[0])
+  best = {s: min((_fd(r) for r in rows if r['sampler'] == s and r['nfe'] <= 35), default=None)
+          for s in ('ddim', 'edm_heun')}
+  summary = {'reference_fd_ancestral_1000': ref,
+             **{f'best_fd_{s}_nfe<=35': v for s, v in best.items()},
+             **{f'ratio_{s}_nfe<=35': (v / ref if v is not None else None)
+                for s, v in best.items()}}
+  print(json.dumps(summary), flush=True)
+  _plot(rows, os.path.join(out, f'nfe_curve_{dataset}.png'))
+  return {'rows': rows, 'summary': summary}
+
+
+def _plot(rows, path):
+  import matplotlib
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt
+  fig, ax = plt.subplots(figsize=(5, 3.5))
+  for sampler, marker in (('ddim', 'o-'), ('edm_heun', 's-')):
+    pts = sorted((r['nfe'], _fd(r)) for r in rows if r['sampler'] == sampler)
+    ax.plot(*zip(*pts), marker, label=sampler)
+  ref = [r for r in rows if r['sampler'] == 'ancestral'][0]
+  ax.axhline(_fd(ref), color='k', ls='--', label=f"ancestral ({ref['nfe']} NFE)")
+  ax.set_xscale('log')
+  ax.set_xlabel('NFE')
+  ax.set_ylabel('FD (digits classifier)')
+  ax.legend()
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+
+
+def run(parts=('paradigms', 'nfe'), dataset='digits', paradigms=PARADIGMS, steps=None,
+        workdir=None, out='/tmp/gen_jax_diffusion_benchmark') -> dict:
+  os.makedirs(out, exist_ok=True)
+  results = {}
+  if 'paradigms' in parts:
+    results['paradigms'] = paradigms_part(dataset, paradigms, steps, out)
+  if 'nfe' in parts:
+    results['nfe'] = nfe_part(dataset, workdir, steps, out)
+  return results
+
+
+if __name__ == '__main__':
+  parser = argparse.ArgumentParser()
+  parser.add_argument('--parts', default='paradigms,nfe')
+  parser.add_argument('--dataset', default='digits')
+  parser.add_argument('--paradigms', default=','.join(PARADIGMS))
+  parser.add_argument('--steps', type=int, default=None)
+  parser.add_argument('--workdir', default=None, help='a trained ddpm workdir for --parts=nfe')
+  parser.add_argument('--out', default='/tmp/gen_jax_diffusion_benchmark')
+  args = parser.parse_args()
+  res = run(tuple(args.parts.split(',')), args.dataset, tuple(args.paradigms.split(',')),
+            args.steps, args.workdir, args.out)
+  print(json.dumps(res, default=str))
