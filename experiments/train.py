@@ -3,12 +3,20 @@ r"""Trains a paradigm; relaunching the same command resumes.
   python -m experiments.train --config=experiments/configs/vae.py:digits --workdir=/tmp/vae \
       [--config.num_train_steps=5000 --config.optimizer.learning_rate=3e-4 ...]
 
+With --dry_run nothing is trained or allocated: the run is planned on a
+simulated mesh of --dry_run_devices fake CPU devices and the parameter count,
+bytes per device (params, optimizer, EMA, activations) and FLOPs per step are
+printed, with whether they fit common accelerators:
+
+  python -m experiments.train --config=experiments/configs/ddpm.py:cifar10 --workdir=/tmp/x --dry_run
+
 At the end it prints the final test-split evaluation the loop logged
 (bits/dim, exact or bound); `experiments/evaluate.py` recomputes it on demand.
 """
 from __future__ import annotations
 
 import json
+import os
 
 import jax
 from absl import app, flags
@@ -21,14 +29,38 @@ from gen_jax.train.metrics import read_metrics
 config_flags.DEFINE_config_file("config", None, "Config file, e.g. experiments/configs/vae.py:digits.",
                                 lock_config=True)
 flags.DEFINE_string("workdir", None, "Where checkpoints, metrics and samples go.")
+flags.DEFINE_bool("dry_run", False, "Plan the run abstractly (see the module docstring).")
+flags.DEFINE_integer("dry_run_devices", 8, "Fake devices for --dry_run's mesh.")
+flags.DEFINE_bool("dry_run_compile", True, "--dry_run: compile the step for FLOPs and activations.")
 flags.mark_flags_as_required(["config", "workdir"])
 FLAGS = flags.FLAGS
 
 
+def dry_run(config) -> None:
+  # Fake devices must be requested before JAX starts its backend (nothing has yet).
+  os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
+                             f" --xla_force_host_platform_device_count={FLAGS.dry_run_devices}")
+  jax.config.update("jax_platforms", "cpu")
+  from gen_jax.train.dry_run import plan
+  report = plan(config, compile_step=FLAGS.dry_run_compile)
+  gib = lambda b: f"{b / 2 ** 30:.3f} GiB"
+  print(f"{report['paradigm']} on {report['dataset']}: {report['parameters']:,} parameters, "
+        f"mesh {report['mesh']} ({report['devices']} devices)")
+  for k, v in report["bytes_per_device"].items():
+    print(f"  {k:>28}: {gib(v)} per device")
+  if report.get("flops_per_step") is not None:
+    print(f"  {'FLOPs per step, one device':>28}: {report['flops_per_step']:.3e} (XLA cost analysis)")
+  for name, fits in report["fits"].items():
+    print(f"  fits {name}: {'yes' if fits else 'no'}")
+  print(json.dumps(report))
+
+
 def main(argv):
   del argv
-  common.maybe_initialize_distributed()
   config = FLAGS.config
+  if FLAGS.dry_run:
+    return dry_run(config)
+  common.maybe_initialize_distributed()
   state = loop.train(config, FLAGS.workdir)
   step = int(jax.device_get(state.step))
   if step < config.num_train_steps:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Optional
+from typing import Optional, Sequence
 
 
 @dataclasses.dataclass(frozen=True)
@@ -21,7 +21,8 @@ class DatasetInfo:
     num_levels: number of discrete levels of an image sub-pixel (17 for digits,
       256 for MNIST, 2 when binarized); None for points and text.
     num_classes: number of labels, or None.
-    vocab: for text, the characters in token order (token i is vocab[i]).
+    vocab: for text, the token strings in order (token i is vocab[i]): a str of
+      characters for char-level text.
     num_examples: examples per split, e.g. {"train": 1437, "test": 360}.
   """
   name: str
@@ -29,7 +30,7 @@ class DatasetInfo:
   shape: tuple
   num_levels: Optional[int] = None
   num_classes: Optional[int] = None
-  vocab: Optional[str] = None
+  vocab: Optional[Sequence[str]] = None
   num_examples: Optional[dict] = None
 
   @property
@@ -46,3 +47,15 @@ class DatasetInfo:
   @property
   def data_key(self) -> str:
     return {"image": "image", "points": "x", "text": "tokens"}[self.kind]
+
+
+# Shapes of catalog datasets this machine cannot prepare (no internet), so that
+# paper-scale runs can be planned abstractly (`experiments.train --dry_run`).
+# Text sets are GPT-2 BPE token streams (50,257 tokens; the vocabulary holds
+# placeholder strings, as only its size matters for planning).
+PLANNING_INFO = {
+    "cifar10": DatasetInfo(name="cifar10", kind="image", shape=(32, 32, 3), num_levels=256,
+                           num_classes=10, num_examples={"train": 50_000, "test": 10_000}),
+    "openwebtext": DatasetInfo(name="openwebtext", kind="text", shape=(1025,),
+                               vocab=tuple(f"<{i}>" for i in range(50_257))),
+}
