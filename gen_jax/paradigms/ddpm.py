@@ -84,7 +84,7 @@ def make_spec(model_config, info) -> common.DiffusionSpec:
       scale = 1.0
     else:
       width = num_T / vlb_steps
-      offsets = jax.random.uniform(jax.random.fold_in(rng, -1), (vlb_steps,)) * width
+      offsets = jax.random.uniform(jax.random.fold_in(rng, num_T), (vlb_steps,)) * width
       ns = jnp.floor(jnp.arange(vlb_steps) * width + offsets).astype(jnp.int32)
       scale = num_T / vlb_steps
 
