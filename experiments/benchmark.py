@@ -1,0 +1,423 @@
+r"""The cross-family benchmark: every paradigm scored on one scale, and a speed suite.
+
+  python -m experiments.benchmark --suite=quality --dataset=digits --budget_minutes=2
+  python -m experiments.benchmark --suite=quality --dataset=mnist_idx --budget_minutes=10
+  python -m experiments.benchmark --suite=speed [--quick]
+
+Quality suite. The paradigms are discovered, never listed: every
+`experiments/configs/<name>.py` whose `get_config(dataset)` returns a config
+(those that raise ValueError/KeyError for the dataset are skipped), plus
+`--extra_configs=package.module:arg,...` (any module with `get_config(arg)`;
+its `config.paradigm` may be a dotted module path). Each is trained by
+`gen_jax.train.loop.train` under the same wall-clock budget: a probe compiles
+the train step, times a few steps (seconds/step s), and the run gets
+num_train_steps = budget / s (capped by --max_steps). The workdir is
+`<workdir_root>/<dataset>/<name>_<budget>min[_max<N>]`; a rerun resumes it with
+its recorded config. Then every model is scored on the same data with the same
+number of samples:
+  * bits/dim on the whole test split (`loop.evaluate`), flagged exact or bound;
+  * "FD (<dataset> classifier)" (Frechet distance of the project's classifier
+    features, not an FID), precision and recall (k-NN manifolds,
+    arXiv:1904.06991) of `--num_samples` samples against the whole test split
+    (`gen_jax.eval.features.sample_metrics`, classifier from
+    `experiments.train_classifier.load_or_train`);
+  * sampling samples/s (after the sampler's compilation), NFE where the sampler
+    reports it (`sample(..., return_info=True)`), and training examples/s
+    (batch size / probe seconds per step).
+It writes `<out>/table.md`, `table.json`, `samples.png` (a grid per paradigm,
+side by side) and `bpd_vs_fd.png` (bits/dim vs FD, marker area ~ samples/s).
+
+Speed suite: the family benchmarks' figures, measured in the same run:
+the machine's float32 matmul rate, GPT tokens/s and ms/iter on nanoGPT's CPU
+recipe and its model-FLOPs utilisation, the input pipeline's share of step time,
+KV-cached vs naive decoding (experiments/benchmarks/autoregressive.py), and,
+given a trained DDPM workdir (`--nfe_workdir`), the NFE -> FD curve of its
+samplers (experiments/benchmarks/diffusion.py). Writes `<out>/speed.txt`, `speed.json`.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import functools
+import glob
+import importlib
+import inspect
+import json
+import math
+import os
+import platform
+import sys
+import time
+
+import jax
+import numpy as np
+
+CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
+NOT_PARADIGM_CONFIGS = ("common", "__init__")   # helpers in configs/, not paradigms
+
+
+# ------------------------------------------------------------- discovery ---
+
+def discover_configs(dataset: str, extra=(), only=None) -> list:
+  """[(name, config)] of every config file accepting `dataset`, then the `extra` specs.
+
+  extra: "module:arg" strings; the module's `get_config(arg)` gives the config.
+  only: names to keep (None keeps all).
+  """
+  found = []
+  for path in sorted(glob.glob(os.path.join(CONFIG_DIR, "*.py"))):
+    name = os.path.splitext(os.path.basename(path))[0]
+    if name in NOT_PARADIGM_CONFIGS or name.startswith("_"):
+      continue
+    module = importlib.import_module(f"experiments.configs.{name}")
+    if not hasattr(module, "get_config"):
+      continue
+    try:
+      config = module.get_config(dataset)
+    except (ValueError, KeyError):
+      continue
+    found.append((name, config))
+  for spec in extra:
+    module_name, _, arg = spec.partition(":")
+    config = importlib.import_module(module_name).get_config(arg or dataset)
+    found.append((module_name.rsplit(".", 1)[-1], config))
+  if only:
+    found = [(n, c) for n, c in found if n in only]
+  return found
+
+
+# -------------------------------------------------------------- training ---
+
+def probe_seconds_per_step(config, paradigm=None, steps: int = 3) -> float:
+  """Median wall seconds of one train step (after compilation) through the loop's jitted step."""
+  from gen_jax import data as data_lib
+  from gen_jax.train import loop
+  run = loop.build(config, paradigm=paradigm)
+  it = data_lib.train_iterator(config.dataset, batch_size=config.batch_size, seed=config.seed,
+                               **loop.data_kwargs(config))
+  state = run.init_state(run.put_batch(loop.example_batch(run.info, config.batch_size)))
+  step_fn = loop.jit_train_step(run)
+  key = run.keys["train"]
+  state, metrics = step_fn(state, run.put_batch(next(it)), key)    # compiles
+  jax.block_until_ready(metrics)
+  times = []
+  for _ in range(steps):
+    batch = run.put_batch(next(it))
+    t = time.perf_counter()
+    state, metrics = step_fn(state, batch, key)
+    jax.block_until_ready(metrics)
+    times.append(time.perf_counter() - t)
+  return float(np.median(times))
+
+
+def budget_steps(seconds_per_step: float, budget_minutes: float, max_steps: int = 0) -> int:
+  """Steps that fit the budget: floor(60 * budget / seconds_per_step), at least 1, capped."""
+  steps = max(1, int(60.0 * budget_minutes / max(seconds_per_step, 1e-9)))
+  return min(steps, max_steps) if max_steps else steps
+
+
+def _without_likelihood(config):
+  """The config's paradigm with log_likelihood=None: the loop then skips its own
+  end-of-training evaluation (the benchmark evaluates once, afterwards)."""
+  from gen_jax import data as data_lib
+  from gen_jax.paradigms import load_paradigm
+  from gen_jax.train import loop
+  info = data_lib.get_info(config.dataset, **loop.data_kwargs(config))
+  return load_paradigm(config, info)._replace(log_likelihood=None)
+
+
+def train_within_budget(name, config, workdir, budget_minutes, max_steps=0, log=print) -> dict:
+  """Trains (or resumes) one paradigm in `workdir`; returns its training record."""
+  from gen_jax.train import loop
+  record_path = os.path.join(workdir, "benchmark_train.json")
+  if os.path.exists(os.path.join(workdir, "config.json")):
+    config = loop.load_config(workdir)       # resume with the recorded config
+    record = {}
+    if os.path.exists(record_path):
+      with open(record_path) as f:
+        record = json.load(f)
+    log(f"[{name}] resuming {workdir} ({config.num_train_steps} steps)")
+  else:
+    sps = probe_seconds_per_step(config, paradigm=_without_likelihood(config))
+    config.num_train_steps = budget_steps(sps, budget_minutes, max_steps)
+    record = {"probe_seconds_per_step": sps}
+    log(f"[{name}] {sps * 1e3:.1f} ms/step -> {config.num_train_steps} steps")
+  steps = config.num_train_steps
+  config.eval_every_steps = steps          # relaunch fields: no effect on resuming
+  config.sample_every_steps = steps
+  config.checkpoint_every_steps = min(config.checkpoint_every_steps, steps)
+  t0 = time.perf_counter()
+  loop.train(config, workdir, paradigm=_without_likelihood(config), progress=False)
+  wall = time.perf_counter() - t0
+  record["train_wall_s"] = record.get("train_wall_s", 0.0) + wall   # summed over resumes
+  record.update(num_train_steps=steps, batch_size=config.batch_size)
+  if "probe_seconds_per_step" in record:
+    record["train_examples_per_s"] = config.batch_size / record["probe_seconds_per_step"]
+  with open(record_path, "w") as f:
+    json.dump(record, f, indent=1)
+  return record
+
+
+# ------------------------------------------------------------ evaluation ---
+
+def _accepts(fn, name) -> bool:
+  try:
+    return name in inspect.signature(fn).parameters
+  except (TypeError, ValueError):
+    return False
+
+
+def draw(paradigm, params, rng, num: int, batch: int = 250):
+  """(samples [num, ...] numpy, samples/s after compilation, nfe or None), in batches.
+
+  The first batch compiles the sampler; the rate is timed on the others (on the
+  first, compilation included, when there is only one batch).
+  """
+  batch = min(batch, num)
+  with_info = _accepts(paradigm.sample, "return_info")
+  kwargs = {"return_info": True} if with_info else {}
+  fn = jax.jit(functools.partial(paradigm.sample, num=batch, **kwargs))
+  outs, nfe, times = [], None, []
+  for i in range(math.ceil(num / batch)):
+    t = time.perf_counter()
+    out = jax.block_until_ready(fn(params, jax.random.fold_in(rng, i)))
+    times.append(time.perf_counter() - t)
+    if with_info:
+      out, info = out
+      nfe = int(np.asarray(info["nfe"]))
+    outs.append(np.asarray(out))
+  timed = times[1:] or times
+  rate = batch * len(timed) / sum(timed)
+  return np.concatenate(outs)[:num], rate, nfe
+
+
+def evaluate_workdir(name, workdir, net, real01, num_samples, seed=0) -> dict:
+  """bits/dim, sample metrics and sampling speed of one trained workdir."""
+  from gen_jax.eval import features
+  from gen_jax.train import loop
+  run, state, step = loop.restore(workdir)
+  row = {"paradigm": name, "module": run.config.paradigm, "step": int(step)}
+  result = loop.evaluate(run, state, split="test")
+  if result is None:
+    row.update(bits_per_dim=None, bound=None)
+  else:
+    row.update(bits_per_dim=float(result["bits_per_dim"]), bound=bool(result["bound"]))
+  params = run.sampling_params(state)
+  fake, rate, nfe = draw(run.paradigm, params, jax.random.fold_in(jax.random.key(seed), 7), num_samples)
+  row.update(features.sample_metrics(net, real01, fake.astype(np.float32)))
+  row.update(samples_per_s=rate, nfe=nfe)
+  return row, fake[:64]
+
+
+# --------------------------------------------------------------- outputs ---
+
+def fd_key(rows) -> str:
+  return next((k for r in rows for k in r if k.startswith("FD (")), "FD")
+
+
+def _fmt(v, digits=3):
+  if v is None:
+    return "—"
+  if isinstance(v, float):
+    if math.isnan(v):
+      return "nan"
+    return f"{v:.{digits}g}" if abs(v) >= 1000 or abs(v) < 0.01 else f"{v:.{digits}f}"
+  return str(v)
+
+
+def table_markdown(rows, meta) -> str:
+  """The table as markdown, with its date, machine and command above it."""
+  fd = fd_key(rows)
+  head = ["paradigm", "steps", "bits/dim", "exact/bound", fd, "precision", "recall",
+          "samples/s", "NFE", "train ex/s"]
+  lines = [f"Measured {meta['date']} on {meta['machine']}; command: `{meta['command']}`.",
+           f"Budget {meta['budget_minutes']} min of training per paradigm; bits/dim on the whole "
+           f"{meta['split']} split ({meta['num_real']} images); {fd}, precision and recall of "
+           f"{meta['num_samples']} samples against it.", "",
+           "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+  for r in rows:
+    flag = "—" if r.get("bound") is None else ("bound" if r["bound"] else "exact")
+    cells = [r["paradigm"], str(r.get("step", "")), _fmt(r.get("bits_per_dim")), flag,
+             _fmt(r.get(fd), 4), _fmt(r.get("precision")), _fmt(r.get("recall")),
+             _fmt(r.get("samples_per_s"), 4), _fmt(r.get("nfe")),
+             _fmt(r.get("train_examples_per_s"), 4)]
+    lines.append("| " + " | ".join(cells) + " |")
+  return "\n".join(lines) + "\n"
+
+
+def plot_samples(grids: dict, path: str) -> None:
+  """One grid of samples per paradigm, side by side, titled."""
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  from gen_jax.utils import images
+  names = list(grids)
+  fig, axes = plt.subplots(1, len(names), figsize=(2.2 * len(names), 2.6), squeeze=False)
+  for ax, name in zip(axes[0], names):
+    ax.imshow(images.image_grid(grids[name][:64], ncols=8, upscale=1), interpolation="nearest")
+    ax.set_title(name, fontsize=9)
+    ax.axis("off")
+  fig.tight_layout()
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  fig.savefig(path, dpi=130)
+  plt.close(fig)
+
+
+def plot_scatter(rows, path: str) -> None:
+  """bits/dim (x) vs FD (y); marker area ~ sqrt(samples/s); o exact, ^ bound; models without
+  a likelihood are drawn at the right edge ("no likelihood")."""
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  fd = fd_key(rows)
+  ok = [r for r in rows if r.get(fd) is not None and np.isfinite(r[fd])]
+  bpds = [r["bits_per_dim"] for r in ok if r.get("bits_per_dim") is not None]
+  lo, hi = (min(bpds), max(bpds)) if bpds else (0.0, 1.0)
+  span = max(hi - lo, 0.5)
+  none_x = hi + 0.25 * span
+  fig, ax = plt.subplots(figsize=(6.5, 4.5))
+  for r in ok:
+    x = r["bits_per_dim"] if r.get("bits_per_dim") is not None else none_x
+    marker = "x" if r.get("bound") is None else ("^" if r["bound"] else "o")
+    size = 20 + 25 * math.sqrt(max(r.get("samples_per_s") or 0.0, 0.0)) ** 0.5 * 4
+    ax.scatter([x], [r[fd]], s=size, marker=marker, alpha=0.7)
+    ax.annotate(r["paradigm"], (x, r[fd]), fontsize=8, xytext=(4, 4), textcoords="offset points")
+  ax.axvline(hi + 0.12 * span, color="0.8", lw=0.8)
+  ax.text(none_x, ax.get_ylim()[1], "no likelihood", fontsize=7, ha="center", va="top", color="0.4")
+  ax.set_xlabel("bits/dim (test; o exact, ^ bound)")
+  ax.set_ylabel(fd)
+  ax.set_yscale("log")
+  ax.set_title("quality: lower-left is better; marker area ~ sampling speed", fontsize=9)
+  fig.tight_layout()
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  fig.savefig(path, dpi=130)
+  plt.close(fig)
+
+
+def machine() -> str:
+  try:
+    with open("/proc/cpuinfo") as f:
+      cpu = next((l.split(":", 1)[1].strip() for l in f if l.startswith("model name")), "")
+  except OSError:
+    cpu = platform.processor()
+  dev = jax.devices()[0]
+  return (f"{cpu or platform.machine()}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f} "
+          f"(1 min) at start, jax {jax.__version__} on {dev.platform}")
+
+
+# --------------------------------------------------------------- suites ---
+
+def quality_suite(dataset="digits", budget_minutes=2.0, workdir_root="/tmp/gen_jax_benchmark",
+                  out=None, extra_configs=(), only=None, max_steps=0, num_samples=1000,
+                  command="", progress=True, log=print) -> list:
+  """Trains and scores every discovered paradigm; writes the table and plots; returns the rows."""
+  import tqdm
+  from experiments import train_classifier
+  from gen_jax.eval import features
+  out = out or os.path.join("results", dataset)
+  meta = {"date": datetime.date.today().isoformat(), "machine": machine(), "command": command,
+          "dataset": dataset, "budget_minutes": budget_minutes, "max_steps": max_steps,
+          "num_samples": num_samples, "split": "test"}
+  configs = discover_configs(dataset, extra_configs, only)
+  if not configs:
+    raise SystemExit(f"No config accepts dataset {dataset!r} (with --only={only}).")
+  net = train_classifier.load_or_train(dataset)
+  real_levels, _, info = train_classifier.load_split(dataset, "test")
+  real01 = features.levels_to_unit(real_levels, info.num_levels)
+  meta.update(num_real=int(real01.shape[0]), classifier_test_accuracy=net.meta.get("test_accuracy"))
+  suffix = f"_{budget_minutes:g}min" + (f"_max{max_steps}" if max_steps else "")
+  rows, grids = [], {}
+  bar = tqdm.tqdm(configs, desc="benchmark", disable=not progress, dynamic_ncols=True)
+  for name, config in bar:
+    workdir = os.path.join(workdir_root, dataset, name + suffix)
+    bar.set_description(f"{name}: train")
+    t0 = time.perf_counter()
+    record = train_within_budget(name, config, workdir, budget_minutes, max_steps, log=log)
+    bar.set_description(f"{name}: evaluate")
+    row, grid = evaluate_workdir(name, workdir, net, real01, num_samples)
+    row.update({k: record.get(k) for k in ("train_examples_per_s", "train_wall_s",
+                                            "probe_seconds_per_step", "batch_size")})
+    row["eval_wall_s"] = time.perf_counter() - t0 - (record.get("train_wall_s") or 0.0)
+    row["workdir"] = workdir
+    rows.append(row)
+    grids[name] = grid
+    log(json.dumps(row, default=str))
+  bar.close()
+  os.makedirs(out, exist_ok=True)
+  with open(os.path.join(out, "table.json"), "w") as f:
+    json.dump({"meta": meta, "rows": rows}, f, indent=1, default=str)
+  with open(os.path.join(out, "table.md"), "w") as f:
+    f.write(table_markdown(rows, meta))
+  plot_samples(grids, os.path.join(out, "samples.png"))
+  plot_scatter(rows, os.path.join(out, "bpd_vs_fd.png"))
+  return rows
+
+
+def speed_suite(quick=False, out="results/speed", nfe_workdir=None, log=print) -> dict:
+  """The family benchmarks' speed figures, measured in one run; writes speed.txt/json."""
+  from experiments.benchmarks import autoregressive as ar
+  res = {"date": datetime.date.today().isoformat(), "machine": machine(), "quick": quick}
+  res["matmul"] = ar.matmul_rate(n=256 if quick else 1024, iters=5 if quick else 30)
+  log(json.dumps(res["matmul"]))
+  train = ar.train(num_iters=15 if quick else 500, timed_from=5 if quick else 10,
+                   evaluate=False, matmul_gflops=res["matmul"]["matmul_gflops"])
+  train["input_pipeline_share"] = 1.0 - train["ms_per_iter"] / train["ms_per_iter_with_data"]
+  res["gpt_train"] = train
+  log(json.dumps(train))
+  res["kv_cache"] = (ar.sampling(lengths=(16, 32), iters=1) if quick else ar.sampling())
+  log(json.dumps(res["kv_cache"]))
+  if nfe_workdir and not quick:
+    from experiments.benchmarks import diffusion
+    from gen_jax.train import loop
+    cfg = loop.load_config(nfe_workdir)
+    res["nfe_vs_quality"] = diffusion.nfe_part(cfg.dataset, nfe_workdir, cfg.num_train_steps,
+                                               out=os.path.join(out, "nfe"))["summary"]
+  os.makedirs(out, exist_ok=True)
+  with open(os.path.join(out, "speed.json"), "w") as f:
+    json.dump(res, f, indent=1, default=str)
+  kv = res["kv_cache"]
+  speedup = next(v for k, v in kv.items() if k.startswith("speedup_"))
+  lines = [f"gen_jax speed suite, {res['date']}, {res['machine']}{' (quick)' if quick else ''}",
+           f"float32 matmul ({res['matmul']['matmul_n']}^3): {res['matmul']['matmul_gflops']:.1f} GFLOP/s",
+           f"GPT nanoGPT CPU recipe: {train['ms_per_iter']:.1f} ms/iter, {train['tokens_per_s']:.0f} tokens/s "
+           f"({train['timed_iters']} timed iters), MFU {100 * train.get('mfu', float('nan')):.1f}% "
+           f"of the measured matmul rate",
+           f"input pipeline share of step time: {100 * train['input_pipeline_share']:.1f}%",
+           f"KV-cache vs naive decoding ({max(int(k.split('_')[-1]) for k in kv if k.startswith('naive_s_'))}"
+           f" tokens): {speedup:.1f}x, tokens identical: "
+           f"{all(v for k, v in kv.items() if k.startswith('identical_'))}"]
+  if "nfe_vs_quality" in res:
+    lines.append("sampler NFE vs FD: " + json.dumps(res["nfe_vs_quality"]))
+  with open(os.path.join(out, "speed.txt"), "w") as f:
+    f.write("\n".join(lines) + "\n")
+  log("\n".join(lines))
+  return res
+
+
+def main(argv=None):
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--suite", choices=("quality", "speed"), default="quality")
+  parser.add_argument("--dataset", default="digits")
+  parser.add_argument("--budget_minutes", type=float, default=2.0,
+                      help="training wall-clock per paradigm")
+  parser.add_argument("--workdir_root", default="/tmp/gen_jax_benchmark")
+  parser.add_argument("--out", default=None, help="default results/<dataset> (speed: results/speed)")
+  parser.add_argument("--extra_configs", default="", help="module:arg,... configs beyond experiments/configs/")
+  parser.add_argument("--only", default="", help="comma-separated names to keep (e.g. vae,gan)")
+  parser.add_argument("--max_steps", type=int, default=0, help="cap on training steps (0: none)")
+  parser.add_argument("--num_samples", type=int, default=1000, help="samples per paradigm for the metrics")
+  parser.add_argument("--quick", action="store_true", help="speed suite: tiny sizes (a test)")
+  parser.add_argument("--nfe_workdir", default=None, help="speed suite: a trained ddpm workdir")
+  parser.add_argument("--no_progress", action="store_true")
+  args = parser.parse_args(argv)
+  command = "python -m experiments.benchmark " + " ".join(argv if argv is not None else sys.argv[1:])
+  if args.suite == "quality":
+    extra = tuple(s for s in args.extra_configs.split(",") if s)
+    only = tuple(s for s in args.only.split(",") if s) or None
+    return quality_suite(args.dataset, args.budget_minutes, args.workdir_root, args.out, extra, only,
+                         args.max_steps, args.num_samples, command, progress=not args.no_progress)
+  return speed_suite(args.quick, args.out or "results/speed", args.nfe_workdir)
+
+
+if __name__ == "__main__":
+  main()
