@@ -8,7 +8,9 @@ transformer as in Chen et al. 2020's Image GPT); exact bits/dim on the data's le
 Args: digits (8x8, 17 levels: 64 tokens an image; default) and mnist_idx (28x28, 256 levels:
 784 tokens; the "mnist10k" split of ../shared/data/mnist). --config.model.class_conditional=True
 starts each image from a class token; then experiments.sample can take a label.
-Figures measured here are in README.md with the commands that gave them.
+Measured (2-core CPU shared with other jobs, defaults, one run): digits test 1.846 bits/dim
+(exact) after 2,000 steps (13.6 min wall under load); the VAE's ELBO bound on the same split,
+3,000 steps: 2.186 bits/dim.
 """
 from experiments.configs.common import base_config
 
@@ -36,7 +38,9 @@ def get_config(arg: str = "digits"):
   config.optimizer.b2 = 0.99
   config.optimizer.weight_decay = 0.1
   config.optimizer.grad_clip_norm = 1.0
-  if arg == "mnist_idx":                 # 784 tokens an image: smaller batches
+  if arg == "mnist_idx":                 # 784 tokens an image: smaller batches; much slower than
+    # digits on a CPU (each step ~12,500 tokens with 784-long attention): only a 20-step
+    # smoke run was made here (6.16 bits/dim); the full run's figure is not measured yet.
     config.model.dropout = 0.0
     config.batch_size = 16
     config.eval_batch_size = 64
