@@ -9,6 +9,7 @@ Prints a human-readable line, then (last line) one JSON object with at least
 from __future__ import annotations
 
 import json
+import os
 
 from absl import app, flags
 
@@ -20,13 +21,37 @@ flags.DEFINE_string("split", "test", "Split to evaluate.")
 flags.DEFINE_integer("iwae_k", 0, "For bound families with samples (VAE): k of the "
                      "importance-weighted bound; 0 = the config's model.eval_num_samples.")
 flags.DEFINE_integer("max_examples", 0, "Evaluate on the first N examples only (0 = all).")
+flags.DEFINE_integer("num_samples", 0, "Also score this many samples against the split with "
+                     "the dataset's feature classifier (FD, precision, recall); the default "
+                     "does so with 1,000 samples for families without a likelihood.")
 FLAGS = flags.FLAGS
+
+
+def sample_scores(workdir: str, split: str, num: int) -> dict:
+  """FD / precision / recall of `num` samples vs the split, on the project's feature classifier."""
+  import jax
+  import numpy as np
+  from experiments.train_classifier import load_or_train, load_split
+  from gen_jax.eval.features import levels_to_unit, sample_metrics
+  run, state, _ = loop.restore(workdir)
+  cfg = run.config
+  real, _, info = load_split(cfg.dataset, split, cfg.data_dir, cfg.manual_dir)
+  net = load_or_train(cfg.dataset, data_dir=cfg.data_dir, manual_dir=cfg.manual_dir)
+  fake = np.concatenate([
+      np.asarray(run.paradigm.sample(run.sampling_params(state), jax.random.key(i), 250))
+      for i in range(-(-num // 250))])[:num]
+  return sample_metrics(net, levels_to_unit(real, info.num_levels), fake)
 
 
 def main(argv):
   del argv
   common.maybe_initialize_distributed()
   result = loop.evaluate_workdir(FLAGS.workdir, FLAGS.split, FLAGS.iwae_k, FLAGS.max_examples)
+  num = FLAGS.num_samples or (1000 if result["bits_per_dim"] is None else 0)
+  if num and loop.load_config(FLAGS.workdir).dataset in ("digits", "mnist_idx"):
+    result.update(sample_scores(FLAGS.workdir, FLAGS.split, num))
+    with open(os.path.join(FLAGS.workdir, "eval.json"), "w") as f:
+      json.dump(result, f, indent=2)
   if result.get("bits_per_dim") is not None:
     kind = "bound" if result["bound"] else "exact"
     print(f"{result['paradigm']} on {result['dataset']} ({result['split']}, step {result['step']}): "

@@ -54,6 +54,8 @@ def call_sample(run, params, rng, num, **options):
       raise UserError(f"The {run.config.paradigm} paradigm does not take the option(s) "
                       f"{sorted(options)} ({e}); drop those flags.") from None
     raise
+  except ValueError as e:        # a bad option value (e.g. prompt characters outside the vocabulary)
+    raise UserError(str(e)) from None
 
 
 def main(argv):

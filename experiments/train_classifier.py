@@ -33,16 +33,6 @@ import optax
 from gen_jax.eval import features as features_lib
 from gen_jax.nets.classifier import Classifier
 
-_DATASET = flags.DEFINE_string("dataset", "digits", "digits | mnist_idx")
-_WORKDIR = flags.DEFINE_string("workdir", None, "Where to write params/ and classifier.json.")
-_NUM_STEPS = flags.DEFINE_integer("num_steps", None, "Training steps (default: per dataset).")
-_BATCH_SIZE = flags.DEFINE_integer("batch_size", 128, "Batch size.")
-_LEARNING_RATE = flags.DEFINE_float("learning_rate", 2e-3, "Peak Adam learning rate.")
-_SEED = flags.DEFINE_integer("seed", 0, "PRNG seed.")
-_DATA_DIR = flags.DEFINE_string("data_dir", "", "TFDS data dir (default: gen_jax.data's).")
-_MANUAL_DIR = flags.DEFINE_string("manual_dir", "", "mnist_idx: folder of the IDX files "
-                                  "(default: gen_jax.data's, ../shared/data/mnist).")
-
 DEFAULT_NUM_STEPS = {"digits": 1500}   # other datasets: 3000
 
 
@@ -155,15 +145,28 @@ def load_or_train(dataset="digits", workdir=None, **train_kwargs) -> features_li
 
 def main(argv):
   del argv
+  f = flags.FLAGS
   logging.set_verbosity(logging.WARNING)   # Orbax logs every file it writes at INFO
-  if not _WORKDIR.value:
+  if not f.workdir:
     raise app.UsageError("--workdir is required (where the classifier checkpoint goes).")
-  meta = train(_DATASET.value, _WORKDIR.value, _NUM_STEPS.value, _BATCH_SIZE.value, _LEARNING_RATE.value,
-               _SEED.value, _DATA_DIR.value, _MANUAL_DIR.value)
+  meta = train(f.dataset, f.workdir, f.num_steps, f.batch_size, f.learning_rate, f.seed,
+               f.data_dir, f.manual_dir)
   print(f"test accuracy {meta['test_accuracy']:.4f} on {meta['num_test']} {meta['dataset']} test images "
-        f"({meta['train_seconds']} s); saved to {_WORKDIR.value}")
+        f"({meta['train_seconds']} s); saved to {f.workdir}")
   print(json.dumps(meta))
 
 
 if __name__ == "__main__":
+  # Flags are defined only when this file is the program, so that other entry
+  # points (experiments.evaluate) can import `load_or_train` without clashes.
+  flags.DEFINE_string("dataset", "digits", "digits | mnist_idx")
+  flags.DEFINE_string("workdir", None, "Where to write params/ and classifier.json.")
+  flags.DEFINE_integer("num_steps", None, "Training steps (default: per dataset).")
+  flags.DEFINE_integer("batch_size", 128, "Batch size.")
+  flags.DEFINE_float("learning_rate", 2e-3, "Peak Adam learning rate.")
+  flags.DEFINE_integer("seed", 0, "PRNG seed.")
+  flags.DEFINE_string("data_dir", "", "TFDS data dir (default: gen_jax.data's).")
+  flags.DEFINE_string("manual_dir", "", "mnist_idx: folder of the IDX files "
+                    "(default: gen_jax.data's, ../shared/data/mnist).")
   app.run(main)
+

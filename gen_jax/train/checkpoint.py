@@ -68,7 +68,8 @@ def check_or_write_config(workdir: str, config, write: bool = True) -> None:
 def make_manager(workdir: str, keep: int = 3) -> ocp.CheckpointManager:
   return ocp.CheckpointManager(
       os.path.abspath(os.path.join(workdir, "checkpoints")),
-      options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True))
+      options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
+                                           enable_async_checkpointing=False))
 
 
 def save(manager: ocp.CheckpointManager, step: int, state, data_iterator) -> None:

@@ -335,7 +335,7 @@ def evaluate_workdir(workdir: str, split: str = "test", iwae_k: int = 0,
   result = evaluate(run, state, split=split, max_examples=max_examples or None)
   if result is None:
     result = {"bits_per_dim": None, "bound": None, "split": split,
-              "note": f"{run.config.paradigm} has no likelihood; use sample-based metrics."}
+              "note": f"{run.config.paradigm} has no likelihood: it is scored by its samples."}
   result = {"paradigm": run.config.paradigm, "dataset": run.config.dataset, "step": step,
             **result}
   if iwae_k:

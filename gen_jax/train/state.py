@@ -89,7 +89,11 @@ def make_train_step(paradigm: Paradigm, optimizers, schedules, ema_decay: float,
           (params, opt_state), (state.params, state.opt_state))
     ema = state.ema_params
     if ema is not None:
-      ema = jax.tree.map(lambda e, p: ema_decay * e + (1.0 - ema_decay) * p, ema, params)
+      # Warm-up of the decay, min(decay, (1 + t) / (10 + t)), as TensorFlow's
+      # ExponentialMovingAverage with num_updates: early averages forget the init.
+      step_f = state.step.astype(jnp.float32)
+      decay = jnp.minimum(ema_decay, (1.0 + step_f) / (10.0 + step_f))
+      ema = jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p, ema, params)
     first = (state.nonfinite_step < 0) & ~ok
     state = state.replace(
         step=state.step + 1, params=params, opt_state=opt_state, ema_params=ema,

@@ -149,7 +149,7 @@ def _launch(workdir, *extra, steps=150):
          "--config.batch_size=8", f"--config.num_train_steps={steps}",
          "--config.checkpoint_every_steps=5", "--config.eval_every_steps=1000",
          "--config.sample_every_steps=1000", "--config.log_every_steps=5", *extra]
-  return subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+  return subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                           text=True)
 
 
@@ -159,7 +159,7 @@ def _wait_for_checkpoint(workdir, proc, timeout=240):
     ckpts = os.path.join(workdir, "checkpoints")
     if os.path.isdir(ckpts) and any(s.isdigit() for s in os.listdir(ckpts)):
       return
-    assert proc.poll() is None, proc.stdout.read()
+    assert proc.poll() is None, proc.stderr.read()
     time.sleep(0.2)
   raise AssertionError("no checkpoint appeared")
 
@@ -169,15 +169,15 @@ def test_sigterm_saves_exits_zero_and_the_relaunch_continues(tmp_path):
   proc = _launch(workdir)
   _wait_for_checkpoint(workdir, proc)
   proc.send_signal(signal.SIGTERM)
-  out, _ = proc.communicate(timeout=120)
-  assert proc.returncode == 0, out
+  out, err = proc.communicate(timeout=120)
+  assert proc.returncode == 0, err
   assert "SIGTERM" in out
   stopped = max(int(s) for s in os.listdir(os.path.join(workdir, "checkpoints")) if s.isdigit())
   assert 0 < stopped < 150
   logged = [r["step"] for r in read_metrics(workdir) if "loss" in r]
   relaunch = _launch(workdir)
-  out, _ = relaunch.communicate(timeout=600)
-  assert relaunch.returncode == 0, out
+  out, err = relaunch.communicate(timeout=600)
+  assert relaunch.returncode == 0, err
   steps = [r["step"] for r in read_metrics(workdir) if "loss" in r]
   assert steps == list(range(5, 151, 5)), (stopped, logged[-3:], steps[:5])
   assert json.loads(out.strip().splitlines()[-1])["step"] == 150

@@ -53,7 +53,8 @@ def test_a_corrupted_newest_checkpoint_is_named_kept_and_skipped(tmp_path, caplo
 
 def test_sigkill_mid_run_then_relaunch_is_bitwise_identical(tmp_path):
   reference = _launch(str(tmp_path / "reference"))
-  assert reference.wait(timeout=900) == 0
+  _, err = reference.communicate(timeout=900)
+  assert reference.returncode == 0, err[-2000:]
   workdir = str(tmp_path / "killed")
   proc = _launch(workdir)
   start = time.time()
@@ -64,11 +65,12 @@ def test_sigkill_mid_run_then_relaunch_is_bitwise_identical(tmp_path):
       break
     time.sleep(0.05)
   proc.send_signal(signal.SIGKILL)
-  proc.wait()
+  proc.communicate()
   killed_at = max(int(s) for s in os.listdir(os.path.join(workdir, "checkpoints")) if s.isdigit())
   assert killed_at < 150, "the run finished before it was killed"
   relaunch = _launch(workdir)
-  assert relaunch.wait(timeout=900) == 0
+  _, err = relaunch.communicate(timeout=900)
+  assert relaunch.returncode == 0, err[-2000:]
   _, ref_state, _ = loop.restore(str(tmp_path / "reference"))
   _, state, step = loop.restore(workdir)
   assert step == 150
@@ -102,3 +104,23 @@ def test_bad_input_is_one_line(tmp_path, args, needle):
     assert needle in last, last
   else:
     assert "/nonexistent" in last and "t10k-images-idx3-ubyte" in last, last
+
+
+def test_an_unwritable_checkpoint_dir_stops_with_one_line(tmp_path):
+  # /sys/fs refuses new directories even to root: a stand-in for a read-only or full disk.
+  assert not os.access("/sys/fs", os.W_OK) or not _can_mkdir("/sys/fs")
+  os.symlink("/sys/fs", tmp_path / "checkpoints")
+  proc = _launch(str(tmp_path), "--config.checkpoint_every_steps=2", steps=4)
+  _, err = proc.communicate(timeout=600)
+  assert proc.returncode == 2, err[-2000:]
+  last = err.strip().splitlines()[-1]
+  assert last.startswith("error: Could not write checkpoint step 2") and "writable" in last, last
+
+
+def _can_mkdir(parent):
+  try:
+    os.mkdir(os.path.join(parent, "gen_jax_probe"))
+  except OSError:
+    return False
+  os.rmdir(os.path.join(parent, "gen_jax_probe"))
+  return True
