@@ -1,0 +1,130 @@
+"""experiments/benchmark.py: discovery, the budget rule, and the quality suite end to end.
+
+The end-to-end test trains two paradigms for 2 steps each: `vae` (found in
+experiments/configs/) and a paradigm defined in this file (added with
+--extra_configs, its config.paradigm the dotted name of this module). That
+paradigm is an independent categorical per pixel with zero logits and a zero
+learning rate, so its test bits/dim is exactly log2(L) whatever the training:
+the table's number is checked against that truth.
+"""
+from __future__ import annotations
+
+import json
+import math
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from PIL import Image
+
+from experiments import benchmark
+from experiments.configs.common import base_config
+from gen_jax.paradigms.base import Paradigm
+
+# config.paradigm must be a dotted path to leave gen_jax.paradigms: pytest may import this file
+# as the top-level `test_benchmark`, so it is also registered as `tests.test_benchmark`.
+MODULE = __name__ if "." in __name__ else f"tests.{__name__}"
+sys.modules.setdefault(MODULE, sys.modules[__name__])
+NAME = MODULE.rsplit(".", 1)[-1]      # the row name the benchmark gives this module's config
+
+
+# ------------------------------------------ a paradigm defined in this file ---
+
+def make(model_config, info) -> Paradigm:
+  """Independent categorical pixels: p(x) = prod_d softmax(logits_d)[x_d] (exact likelihood)."""
+  if info.kind != "image":
+    raise ValueError(f"{NAME}: needs image data, got kind {info.kind!r}.")
+  levels = info.num_levels
+
+  def init(rng, batch):
+    return {"logits": jnp.zeros((*info.shape, levels), jnp.float32)}
+
+  def log_likelihood(params, batch, rng):
+    logp = jax.nn.log_softmax(params["logits"])                     # [H, W, C, L]
+    x = batch["image"].astype(jnp.int32)                           # [B, H, W, C]
+    picked = jnp.take_along_axis(logp[None], x[..., None], axis=-1)[..., 0]
+    return picked.reshape(x.shape[0], -1).sum(-1)
+
+  def loss(params, batch, rng):
+    ll = log_likelihood(params, batch, rng)
+    bpd = -ll.mean() / (math.prod(info.shape) * math.log(2.0))
+    return bpd, {"bits_per_dim": bpd}
+
+  def sample(params, rng, num):
+    x = jax.random.categorical(rng, params["logits"], shape=(num, *info.shape))
+    return x.astype(jnp.float32) / (levels - 1)
+
+  return Paradigm(init=init, loss=loss, sample=sample, log_likelihood=log_likelihood,
+                  likelihood_is_exact=True)
+
+
+def get_config(arg="digits"):
+  if arg != "digits":
+    raise ValueError(f"{NAME} config: only 'digits'.")
+  config = base_config(MODULE, arg)
+  config.batch_size = 32
+  config.optimizer.learning_rate = 0.0     # logits stay 0: bits/dim = log2(L) exactly
+  return config
+
+
+# ----------------------------------------------------------------- tests ---
+
+def test_discovery_keeps_configs_that_accept_the_dataset():
+  names = [n for n, _ in benchmark.discover_configs("digits", extra=(f"{MODULE}:digits",))]
+  assert "vae" in names and "gan" in names and NAME in names
+  assert "gpt" not in names and "flow2d" not in names        # text and toy-2D configs refuse digits
+  assert "common" not in names
+  toy = [n for n, _ in benchmark.discover_configs("eight_gaussians")]
+  assert "flow2d" in toy and "cgan" not in toy
+
+
+def test_budget_steps():
+  assert benchmark.budget_steps(0.5, 2.0) == 240
+  assert benchmark.budget_steps(0.5, 2.0, max_steps=7) == 7
+  assert benchmark.budget_steps(100.0, 0.01) == 1
+
+
+def test_table_and_scatter_with_a_model_without_likelihood(tmp_path):
+  fd = "FD (digits classifier)"
+  rows = [{"paradigm": "a", "step": 3, "bits_per_dim": 2.5, "bound": True, fd: 10.0, "precision": 0.5,
+           "recall": 0.25, "samples_per_s": 100.0, "nfe": 35, "train_examples_per_s": 1000.0},
+          {"paradigm": "g", "step": 3, "bits_per_dim": None, "bound": None, fd: 20.0, "precision": 0.75,
+           "recall": 0.125, "samples_per_s": 5000.0, "nfe": None, "train_examples_per_s": None}]
+  meta = {"date": "d", "machine": "m", "command": "c", "budget_minutes": 1, "split": "test",
+          "num_real": 360, "num_samples": 64}
+  md = benchmark.table_markdown(rows, meta).splitlines()
+  table = [l for l in md if l.startswith("|")]
+  assert len(table) == 4
+  assert table[2].split("|")[1:5] == [" a ", " 3 ", " 2.500 ", " bound "]
+  assert table[3].split("|")[3:5] == [" — ", " — "]
+  benchmark.plot_scatter(rows, str(tmp_path / "s.png"))
+  assert Image.open(tmp_path / "s.png").size[0] > 300
+
+
+def test_quality_suite_end_to_end_with_a_paradigm_from_this_file(tmp_path):
+  out = tmp_path / "out"
+  benchmark.main(["--suite=quality", "--dataset=digits", "--budget_minutes=0.01", "--max_steps=2",
+                  "--only=vae," + NAME, f"--extra_configs={MODULE}:digits", "--num_samples=64",
+                  f"--workdir_root={tmp_path / 'work'}", f"--out={out}", "--no_progress"])
+  with open(out / "table.json") as f:
+    table = json.load(f)
+  rows = {r["paradigm"]: r for r in table["rows"]}
+  assert set(rows) == {"vae", NAME}
+  mine, vae = rows[NAME], rows["vae"]
+  assert mine["module"] == MODULE and mine["step"] == 2
+  assert mine["bound"] is False and vae["bound"] is True
+  np.testing.assert_allclose(mine["bits_per_dim"], math.log2(17), rtol=1e-5)   # uniform over 17 levels
+  for r in rows.values():
+    assert r["num_fake"] == 64 and r["num_real"] == 360
+    assert 0.0 <= r["precision"] <= 1.0 and 0.0 <= r["recall"] <= 1.0
+    assert r["FD (digits classifier)"] > 0 and r["samples_per_s"] > 0 and r["train_examples_per_s"] > 0
+  assert table["meta"]["budget_minutes"] == 0.01 and table["meta"]["num_samples"] == 64
+  md = (out / "table.md").read_text()
+  assert "FD (digits classifier)" in md and f"| {NAME} | 2 | 4.087 | exact |" in md
+  for png in ("samples.png", "bpd_vs_fd.png"):
+    w, h = Image.open(out / png).size
+    assert w > 200 and h > 100
+  # The workdir records the budgeted step count (a rerun resumes with it).
+  record = json.loads((tmp_path / "work" / "digits" / f"{NAME}_0.01min_max2" / "benchmark_train.json").read_text())
+  assert record["num_train_steps"] == 2
