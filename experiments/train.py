@@ -51,7 +51,7 @@ def dry_run(config) -> None:
   if report.get("flops_per_step") is not None:
     print(f"  {'FLOPs per step, one device':>28}: {report['flops_per_step']:.3e} (XLA cost analysis)")
   for name, fits in report["fits"].items():
-    print(f"  fits {name}: {'yes' if fits else 'no'}")
+    print(f"  fits {name}: {'yes' if fits else 'no'} ({report['fits_basis']})")
   print(json.dumps(report))
 
 

@@ -15,6 +15,12 @@ Args (the config arg):
                      wide, block 256, batch 64, dropout 0.2, 5,000 steps): for an accelerator;
                      hours on a CPU.
   text_file          the small recipe on any text: set --config.manual_dir=DIR holding input.txt.
+  owt_124m           GPT-2 small (12 layers, 12 heads, 768 wide, block 1024, 50,257 BPE tokens,
+                     biases, dropout 0; 124M parameters) on OpenWebText, batch 512 x 1024
+                     tokens, for 64 devices (data=8, fsdp=8). Plan it here with
+                     `python -m experiments.train --config=experiments/configs/gpt.py:owt_124m
+                     --workdir=/tmp/x --dry_run --dry_run_devices=64`; training it needs the
+                     tokenized dataset prepared in the TFDS data dir and the accelerators.
 Measured here (shakespeare_small, whole validation split, 2-core CPU shared with other jobs):
 validation 1.907 nats/char (seed 0; 1.907 again with exact-erf GELU) and 1.901 (seed 1), vs
 nanoGPT's 1.886 on 20 random batches: the issue's <= 1.88 is not reached. Speed: see
@@ -22,7 +28,7 @@ experiments/benchmarks/autoregressive.py (python -m experiments.benchmarks.autor
 """
 from experiments.configs.common import base_config
 
-_ARGS = ("shakespeare_small", "shakespeare", "text_file")
+_ARGS = ("shakespeare_small", "shakespeare", "text_file", "owt_124m")
 
 
 def get_config(arg: str = "shakespeare_small"):
@@ -67,4 +73,18 @@ def get_config(arg: str = "shakespeare_small"):
     config.sample_every_steps = 1_000
   if arg == "text_file":
     config.manual_dir = ""               # set to the folder holding the text file
+  if arg == "owt_124m":
+    config.dataset = "openwebtext"
+    config.manual_dir = ""
+    config.seq_len = 1024
+    config.model.num_layers = config.model.num_heads = 12
+    config.model.embed_dim = 768
+    config.model.use_bias = True
+    config.batch_size = 512
+    config.eval_batch_size = 512
+    config.num_train_steps = 600_000
+    config.optimizer.learning_rate = 6e-4
+    config.optimizer.warmup_steps = 2_000
+    config.optimizer.b2 = 0.95
+    config.mesh = "data=8,fsdp=8"
   return config

@@ -66,4 +66,6 @@ def plan(config, compile_step: bool = True) -> dict:
   total = sum(report["bytes_per_device"].values())
   report["bytes_per_device"]["total"] = total
   report["fits"] = {name: total <= gib * 2 ** 30 for name, gib in ACCELERATORS_GIB.items()}
+  report["fits_basis"] = ("params + optimizer + EMA + compiled step's temporaries" if compile_step
+                          else "params + optimizer + EMA only (activations need compile_step)")
   return report
