@@ -128,3 +128,18 @@ def test_quality_suite_end_to_end_with_a_paradigm_from_this_file(tmp_path):
   # The workdir records the budgeted step count (a rerun resumes with it).
   record = json.loads((tmp_path / "work" / "digits" / f"{NAME}_0.01min_max2" / "benchmark_train.json").read_text())
   assert record["num_train_steps"] == 2
+
+
+def test_speed_suite_quick(tmp_path):
+  res = benchmark.main(["--suite=speed", "--quick", f"--out={tmp_path}"])
+  saved = json.loads((tmp_path / "speed.json").read_text())
+  assert saved["quick"] is True and set(saved) >= {"matmul", "gpt_train", "kv_cache"}
+  train = res["gpt_train"]
+  assert train["tokens_per_s"] > 0 and 0 < train["mfu"] and 0 <= train["input_pipeline_share"] < 1
+  # tokens/s is batch 12 x 64 tokens over the median step time
+  np.testing.assert_allclose(train["tokens_per_s"], 768 / (train["ms_per_iter"] / 1e3), rtol=1e-9)
+  kv = res["kv_cache"]
+  assert kv["identical_16"] and kv["identical_32"]           # cached decoding = naive decoding
+  assert kv["speedup_32"] == kv["naive_s_32"] / kv["cached_s_32"]
+  text = (tmp_path / "speed.txt").read_text()
+  assert "GFLOP/s" in text and "tokens/s" in text and "KV-cache" in text
