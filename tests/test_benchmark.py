@@ -104,9 +104,10 @@ def test_table_and_scatter_with_a_model_without_likelihood(tmp_path):
 
 def test_quality_suite_end_to_end_with_a_paradigm_from_this_file(tmp_path):
   out = tmp_path / "out"
-  benchmark.main(["--suite=quality", "--dataset=digits", "--budget_minutes=0.01", "--max_steps=2",
-                  "--only=vae," + NAME, f"--extra_configs={MODULE}:digits", "--num_samples=64",
-                  f"--workdir_root={tmp_path / 'work'}", f"--out={out}", "--no_progress"])
+  argv = ["--suite=quality", "--dataset=digits", "--budget_minutes=0.01", "--max_steps=2",
+          "--only=vae," + NAME, f"--extra_configs={MODULE}:digits", "--num_samples=64",
+          f"--workdir_root={tmp_path / 'work'}", f"--out={out}", "--no_progress"]
+  benchmark.main(argv)
   with open(out / "table.json") as f:
     table = json.load(f)
   rows = {r["paradigm"]: r for r in table["rows"]}
@@ -128,6 +129,11 @@ def test_quality_suite_end_to_end_with_a_paradigm_from_this_file(tmp_path):
   # The workdir records the budgeted step count (a rerun resumes with it).
   record = json.loads((tmp_path / "work" / "digits" / f"{NAME}_0.01min_max2" / "benchmark_train.json").read_text())
   assert record["num_train_steps"] == 2
+  # A rerun resumes the finished workdirs and reuses their cached scores: the same rows.
+  again = {r["paradigm"]: r for r in benchmark.main(argv)}
+  for name, r in rows.items():
+    for k in ("step", "bits_per_dim", "FD (digits classifier)", "precision", "recall"):
+      assert again[name][k] == r[k], (name, k)
 
 
 def test_speed_suite_quick(tmp_path):
