@@ -241,14 +241,20 @@ def fd_key(rows) -> str:
   return next((k for r in rows for k in r if k.startswith("FD (")), "FD")
 
 
-def _fmt(v, digits=3):
+def _fmt(v, decimals=3):
+  """A table cell: — for None, `decimals` places for floats."""
   if v is None:
     return "—"
   if isinstance(v, float):
-    if math.isnan(v):
-      return "nan"
-    return f"{v:.{digits}g}" if abs(v) >= 1000 or abs(v) < 0.01 else f"{v:.{digits}f}"
+    return "nan" if math.isnan(v) else f"{v:.{decimals}f}"
   return str(v)
+
+
+def _rate(v):
+  """A rate cell: whole numbers from 100 up, 3 significant digits below."""
+  if v is None or (isinstance(v, float) and math.isnan(v)):
+    return "—"
+  return f"{v:,.0f}" if v >= 100 else f"{v:.3g}"
 
 
 def table_markdown(rows, meta) -> str:
@@ -259,14 +265,14 @@ def table_markdown(rows, meta) -> str:
   lines = [f"Measured {meta['date']} on {meta['machine']}; command: `{meta['command']}`.",
            f"Budget {meta['budget_minutes']} min of training per paradigm; bits/dim on the whole "
            f"{meta['split']} split ({meta['num_real']} images); {fd}, precision and recall of "
-           f"{meta['num_samples']} samples against it.", "",
+           f"{meta['num_samples']} samples against it; samples/s timed after the sampler's compilation "
+           f"(batches of up to 250); train ex/s = batch size / median step time of the budget probe.", "",
            "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
   for r in rows:
     flag = "—" if r.get("bound") is None else ("bound" if r["bound"] else "exact")
     cells = [r["paradigm"], str(r.get("step", "")), _fmt(r.get("bits_per_dim")), flag,
-             _fmt(r.get(fd), 4), _fmt(r.get("precision")), _fmt(r.get("recall")),
-             _fmt(r.get("samples_per_s"), 4), _fmt(r.get("nfe")),
-             _fmt(r.get("train_examples_per_s"), 4)]
+             _fmt(r.get(fd), 1), _fmt(r.get("precision")), _fmt(r.get("recall")),
+             _rate(r.get("samples_per_s")), _fmt(r.get("nfe")), _rate(r.get("train_examples_per_s"))]
     lines.append("| " + " | ".join(cells) + " |")
   return "\n".join(lines) + "\n"
 
@@ -290,7 +296,7 @@ def plot_samples(grids: dict, path: str) -> None:
 
 
 def plot_scatter(rows, path: str) -> None:
-  """bits/dim (x) vs FD (y); marker area ~ sqrt(samples/s); o exact, ^ bound; models without
+  """bits/dim (x) vs FD (y); marker area ~ log10(1 + samples/s); o exact, ^ bound; models without
   a likelihood are drawn at the right edge ("no likelihood")."""
   import matplotlib
   matplotlib.use("Agg")
@@ -300,20 +306,26 @@ def plot_scatter(rows, path: str) -> None:
   bpds = [r["bits_per_dim"] for r in ok if r.get("bits_per_dim") is not None]
   lo, hi = (min(bpds), max(bpds)) if bpds else (0.0, 1.0)
   span = max(hi - lo, 0.5)
-  none_x = hi + 0.25 * span
-  fig, ax = plt.subplots(figsize=(6.5, 4.5))
+  has_none = any(r.get("bits_per_dim") is None for r in ok)
+  none_x = hi + 0.3 * span
+  fig, ax = plt.subplots(figsize=(7, 4.8))
   for r in ok:
     x = r["bits_per_dim"] if r.get("bits_per_dim") is not None else none_x
     marker = "x" if r.get("bound") is None else ("^" if r["bound"] else "o")
-    size = 20 + 25 * math.sqrt(max(r.get("samples_per_s") or 0.0, 0.0)) ** 0.5 * 4
+    size = 30 + 70 * math.log10(1 + max(r.get("samples_per_s") or 0.0, 0.0))
     ax.scatter([x], [r[fd]], s=size, marker=marker, alpha=0.7)
-    ax.annotate(r["paradigm"], (x, r[fd]), fontsize=8, xytext=(4, 4), textcoords="offset points")
-  ax.axvline(hi + 0.12 * span, color="0.8", lw=0.8)
-  ax.text(none_x, ax.get_ylim()[1], "no likelihood", fontsize=7, ha="center", va="top", color="0.4")
+    ax.annotate(r["paradigm"], (x, r[fd]), fontsize=8, xytext=(5, 5), textcoords="offset points")
+  ax.set_xlim(lo - 0.15 * span, (none_x if has_none else hi) + 0.2 * span)
+  if has_none:
+    ticks = [t for t in ax.get_xticks() if lo - 0.15 * span <= t <= hi + 0.1 * span]
+    ax.set_xticks(ticks)
+    ax.axvline(hi + 0.15 * span, color="0.8", lw=0.8)
+    ax.text(none_x, 0.98, "no likelihood", fontsize=7, ha="center", va="top", color="0.4",
+            transform=ax.get_xaxis_transform())
   ax.set_xlabel("bits/dim (test; o exact, ^ bound)")
   ax.set_ylabel(fd)
   ax.set_yscale("log")
-  ax.set_title("quality: lower-left is better; marker area ~ sampling speed", fontsize=9)
+  ax.set_title("lower-left is better; marker area ~ log(1 + samples/s)", fontsize=9)
   fig.tight_layout()
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   fig.savefig(path, dpi=130)
