@@ -227,7 +227,9 @@ def train(config, workdir: str, *, paradigm=None, progress: bool = True) -> Trai
   if state is None:
     start = 0
     train_iter = new_train_iter()      # a failed restore may have moved the old one
-    state = run.init_state(example_batch(run.info, config.batch_size))
+    # Data-dependent init (e.g. ActNorm) sees the first real batch, read from a
+    # separate iterator so the saved one is not advanced.
+    state = run.init_state(run.put_batch(next(new_train_iter())))
   else:
     logging.info("Resumed from step %d of %s.", start, workdir)
   writer.truncate_after(start)
