@@ -137,6 +137,8 @@ def train_within_budget(name, config, workdir, budget_minutes, max_steps=0, log=
       with open(record_path) as f:
         record = json.load(f)
     log(f"[{name}] resuming {workdir} ({config.num_train_steps} steps)")
+    if "probe_seconds_per_step" not in record:    # stopped before its record was written
+      record["probe_seconds_per_step"] = probe_seconds_per_step(config, paradigm=_without_likelihood(config))
   else:
     sps = probe_seconds_per_step(config, paradigm=_without_likelihood(config))
     config.num_train_steps = budget_steps(sps, budget_minutes, max_steps)
