@@ -1,12 +1,13 @@
 """Run in a subprocess with 8 fake CPU devices (XLA_FLAGS set by the caller).
 
-  python -m tests.train.mesh_equivalence WORKDIR
+  python -m tests.train.mesh_equivalence WORKDIR [ONE_DEVICE_WORKDIR]
 
 Trains a tiny VAE and a tiny GAN for a few steps on meshes data=1, data=8 and
 data=4,fsdp=2 (with FSDP splitting every parameter of >= 64 elements), and
 prints one JSON object: {family: {mesh: [loss per step]}} plus the param
 checksums of the data=4,fsdp=2 VAE run, whose workdir the caller restores on 1
-device.
+device. ONE_DEVICE_WORKDIR, a run the caller trained on 1 device, is restored
+here on data=4,fsdp=2 and its params written to WORKDIR/restored_on_8.npz.
 """
 import json
 import os
@@ -35,9 +36,14 @@ def tiny_gan_config():
   return config
 
 
-def main(root):
+def main(root, one_device_workdir=None):
   assert jax.device_count() == 8, jax.devices()
   sharding.FSDP_MIN_SIZE = 64
+  if one_device_workdir:
+    _, state, _ = loop.restore(one_device_workdir, mesh="data=4,fsdp=2")
+    assert any(not x.sharding.is_fully_replicated for x in jax.tree.leaves(state.params))
+    np.savez(os.path.join(root, "restored_on_8.npz"),
+             *[np.asarray(x) for x in jax.tree.leaves(state.params)])
   losses, sharded_leaves = {}, 0
   for family, make_config in (("vae", lambda: tiny_vae_config(num_train_steps=4,
                                                                eval_every_steps=4)),
@@ -59,4 +65,4 @@ def main(root):
 
 
 if __name__ == "__main__":
-  main(sys.argv[1])
+  main(*sys.argv[1:])

@@ -11,6 +11,7 @@ import pytest
 from gen_jax.errors import UserError
 from gen_jax.train import loop
 from gen_jax.train import sharding
+from tests.train.conftest import tiny_vae_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -26,9 +27,11 @@ def test_parse_mesh():
 @pytest.fixture(scope="module")
 def eight_device_run(tmp_path_factory):
   root = str(tmp_path_factory.mktemp("mesh"))
+  one_device = os.path.join(root, "one_device_vae")
+  loop.train(tiny_vae_config(num_train_steps=4), one_device, progress=False)
   env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8",
          "JAX_PLATFORMS": "cpu"}
-  proc = subprocess.run([sys.executable, "-m", "tests.train.mesh_equivalence", root], cwd=REPO,
+  proc = subprocess.run([sys.executable, "-m", "tests.train.mesh_equivalence", root, one_device], cwd=REPO,
                         env=env, capture_output=True, text=True, timeout=900)
   assert proc.returncode == 0, proc.stderr[-3000:]
   return root, json.loads(proc.stdout.strip().splitlines()[-1])
@@ -54,3 +57,13 @@ def test_a_checkpoint_saved_on_8_devices_restores_on_1(eight_device_run):
   assert len(saved.files) == len(restored)
   for i, leaf in enumerate(restored):
     np.testing.assert_array_equal(np.asarray(leaf), saved[f"arr_{i}"])
+
+
+def test_a_checkpoint_saved_on_1_device_restores_on_8(eight_device_run):
+  root, _ = eight_device_run
+  _, state, _ = loop.restore(os.path.join(root, "one_device_vae"))
+  on_8 = np.load(os.path.join(root, "restored_on_8.npz"))
+  leaves = jax.tree.leaves(state.params)
+  assert len(on_8.files) == len(leaves)
+  for i, leaf in enumerate(leaves):
+    np.testing.assert_array_equal(on_8[f"arr_{i}"], np.asarray(leaf))
