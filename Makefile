@@ -25,7 +25,7 @@ demo: $(STAMP)
 	$(PY) -m experiments.evaluate --workdir=$(DEMO_DIR)
 
 test: $(STAMP)
-	$(PY) -m pytest -n $(PYTEST_WORKERS) -q
+	$(PY) -m pytest -n $(PYTEST_WORKERS) -q tests notebooks --nbmake --nbmake-timeout=900
 
 clean:
 	rm -rf $(VENV) workdirs
