@@ -21,6 +21,14 @@ def test_losses_samplers_nets_never_import_train_data_or_experiments():
       assert not bad, (path, bad)
 
 
+def test_paradigms_never_import_the_loop_the_data_pipeline_or_experiments():
+  for path in (ROOT / "paradigms").rglob("*.py"):
+    bad = {m for m in imported_modules(path)
+           if m.startswith(("gen_jax.train", "experiments"))
+           or (m.startswith("gen_jax.data") and m != "gen_jax.data.info")}
+    assert not bad, (path, bad)
+
+
 def test_the_loop_imports_no_family():
   for path in (ROOT / "train").rglob("*.py"):
     bad = {m for m in imported_modules(path)

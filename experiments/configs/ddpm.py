@@ -8,10 +8,12 @@ r"""DDPM (Ho et al. 2020, arXiv:2006.11239): eps / x0 / v prediction, linear or 
   python -m experiments.evaluate --workdir=/tmp/ddpm     # VLB bits/dim (a bound), all T terms
 
 Args: digits | mnist_idx | eight_gaussians | checkerboard | moons | swiss_roll, and the
-class-conditional digits_cond | mnist_idx_cond (label dropout, classifier-free guidance).
+class-conditional digits_cond | mnist_idx_cond (label dropout, classifier-free guidance),
+and cifar10: Ho et al.'s 35.7M-parameter U-Net and schedule for 8 devices, to plan with
+`python -m experiments.train --config=experiments/configs/ddpm.py:cifar10 --workdir=X --dry_run`.
 Measured figures: README.md and experiments/benchmarks/diffusion.py.
 """
-from gen_jax.paradigms._diffusion_common import base_diffusion_config
+from experiments.configs._diffusion import base_diffusion_config
 
 
 def get_config(arg: str = 'digits'):

@@ -8,7 +8,7 @@ Heun sampler with the rho = 7 schedule (35 NFE at 18 steps) and optional churn.
 Args: digits | mnist_idx | eight_gaussians | checkerboard | moons | swiss_roll,
 digits_cond | mnist_idx_cond.
 """
-from gen_jax.paradigms._diffusion_common import TOY2D, base_diffusion_config
+from experiments.configs._diffusion import TOY2D, base_diffusion_config
 
 
 def get_config(arg: str = 'digits'):

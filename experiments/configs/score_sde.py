@@ -9,7 +9,7 @@ probability-flow ODE likelihood.
 Args: digits | mnist_idx | eight_gaussians | checkerboard | moons | swiss_roll,
 digits_cond | mnist_idx_cond.
 """
-from gen_jax.paradigms._diffusion_common import base_diffusion_config
+from experiments.configs._diffusion import base_diffusion_config
 
 
 def get_config(arg: str = 'digits'):

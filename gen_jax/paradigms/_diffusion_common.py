@@ -27,7 +27,6 @@ from typing import Any, Callable, NamedTuple, Optional
 import chex
 import jax
 import jax.numpy as jnp
-import ml_collections
 
 from gen_jax.losses.nll import bits_per_dim
 from gen_jax.nets.unet import ScoreMLP, UNet
@@ -63,24 +62,6 @@ class DiffusionSpec(NamedTuple):
   likelihood_kind: str
   likelihood_is_exact: bool
   default_num_steps: int
-
-
-def net_config(dataset: str, conditional: bool = False) -> ml_collections.ConfigDict:
-  """Network and guidance fields of config.model, sized to train on a CPU in minutes."""
-  m = ml_collections.ConfigDict()
-  if dataset.startswith('toy2d') or dataset in ('eight_gaussians', 'checkerboard', 'moons',
-                                                 'swiss_roll'):
-    m.hidden, m.num_layers = 128, 3
-  elif dataset == 'digits':
-    m.channels, m.channel_mult, m.num_res_blocks, m.attn_resolutions = 32, (1, 2), 1, (4,)
-  else:   # 28x28 (mnist_idx, mnist, fashion_mnist)
-    m.channels, m.channel_mult, m.num_res_blocks, m.attn_resolutions = 32, (1, 2, 2), 1, (7,)
-  if not m.get('hidden'):
-    m.dropout, m.groups = 0.0, 8
-  m.conditional = conditional
-  m.label_dropout = 0.1        # null label with this probability when conditional
-  m.guidance = 1.0             # w: uncond + w (cond - uncond); 0 = uncond, 1 = cond
-  return m
 
 
 def build_net(model_config, info, paradigm: str):
@@ -230,47 +211,3 @@ def make_paradigm(spec: DiffusionSpec, model_config, info, paradigm: str) -> Par
 def bpd_metric(nll_nats, info) -> Optional[Any]:
   """Mean NLL (nats per example, on the data's levels) -> bits/dim."""
   return bits_per_dim(jnp.mean(nll_nats), info.num_dims)
-
-
-TOY2D = ('eight_gaussians', 'checkerboard', 'moons', 'swiss_roll')
-IMAGE_DATASETS = ('digits', 'mnist_idx')
-
-
-def base_diffusion_config(paradigm: str, arg: str):
-  """The config every diffusion paradigm starts from, for `<paradigm>.py:<arg>`.
-
-  arg: a dataset (digits | mnist_idx | eight_gaussians | checkerboard | moons | swiss_roll),
-  optionally with '_cond' for the class-conditional model trained with label dropout
-  (digits_cond, mnist_idx_cond), which samples with classifier-free guidance.
-  """
-  from experiments.configs.common import base_config   # configs may import experiments
-  conditional = arg.endswith('_cond')
-  name = arg[:-len('_cond')] if conditional else arg
-  if name not in IMAGE_DATASETS + TOY2D:
-    raise ValueError(f"Unknown {paradigm} config arg {arg!r}; use one of "
-                     f"{IMAGE_DATASETS + TOY2D}, or digits_cond / mnist_idx_cond.")
-  if conditional and name in TOY2D:
-    raise ValueError(f"{arg!r}: toy2d data has no labels; drop the '_cond' suffix.")
-  dataset = f'toy2d/{name}' if name in TOY2D else name
-  config = base_config(paradigm, dataset)
-  config.model = net_config(dataset, conditional)
-  config.optimizer.learning_rate = 1e-3
-  config.optimizer.schedule = 'cosine'
-  config.optimizer.warmup_steps = 100
-  config.ema_decay = 0.999
-  if name in TOY2D:
-    config.batch_size = 256
-    config.num_train_steps = 4_000
-    config.eval_batch_size = 1000
-    config.num_samples = 2000
-  elif name == 'digits':
-    config.batch_size = 64
-    config.num_train_steps = 4_000
-  else:
-    config.batch_size = 64
-    config.num_train_steps = 6_000
-    config.optimizer.learning_rate = 5e-4
-  config.eval_every_steps = config.num_train_steps
-  config.sample_every_steps = config.num_train_steps // 2
-  config.checkpoint_every_steps = 1_000
-  return config
