@@ -399,14 +399,16 @@ def write_outputs(rows, grids, meta, out) -> None:
   plot_scatter(rows, os.path.join(out, "bpd_vs_fd.png"))
 
 
-def speed_suite(quick=False, out="results/speed", nfe_workdir=None, log=print) -> dict:
+def speed_suite(quick=False, out="results/speed", nfe_workdir=None, log=print,
+                text_dir=None) -> dict:
   """The family benchmarks' speed figures, measured in one run; writes speed.txt/json."""
   from experiments.benchmarks import autoregressive as ar
   res = {"date": datetime.date.today().isoformat(), "machine": machine(), "quick": quick}
   res["matmul"] = ar.matmul_rate(n=256 if quick else 1024, iters=5 if quick else 30)
   log(json.dumps(res["matmul"]))
   train = ar.train(num_iters=15 if quick else 500, timed_from=5 if quick else 10,
-                   evaluate=False, matmul_gflops=res["matmul"]["matmul_gflops"])
+                   evaluate=False, matmul_gflops=res["matmul"]["matmul_gflops"],
+                   manual_dir=text_dir)
   train["input_pipeline_share"] = 1.0 - train["ms_per_iter"] / train["ms_per_iter_with_data"]
   res["gpt_train"] = train
   log(json.dumps(train))
@@ -455,6 +457,9 @@ def main(argv=None):
   parser.add_argument("--quick", action="store_true", help="speed suite: tiny sizes (a test)")
   parser.add_argument("--nfe_workdir", default=None, help="speed suite: a trained ddpm workdir")
   parser.add_argument("--no_progress", action="store_true")
+  parser.add_argument("--text_dir", default=None,
+                      help="speed suite: folder with input.txt (default: the gpt config's, "
+                           "../shared/data/tiny_shakespeare)")
   args = parser.parse_args(argv)
   command = "python -m experiments.benchmark " + " ".join(argv if argv is not None else sys.argv[1:])
   if args.suite == "quality":
@@ -462,7 +467,8 @@ def main(argv=None):
     only = tuple(s for s in args.only.split(",") if s) or None
     return quality_suite(args.dataset, args.budget_minutes, args.workdir_root, args.out, extra, only,
                          args.max_steps, args.num_samples, command, progress=not args.no_progress)
-  return speed_suite(args.quick, args.out or "results/speed", args.nfe_workdir)
+  return speed_suite(args.quick, args.out or "results/speed", args.nfe_workdir,
+                     text_dir=args.text_dir)
 
 
 if __name__ == "__main__":

@@ -137,7 +137,13 @@ def test_quality_suite_end_to_end_with_a_paradigm_from_this_file(tmp_path):
 
 
 def test_speed_suite_quick(tmp_path):
-  res = benchmark.main(["--suite=speed", "--quick", f"--out={tmp_path}"])
+  # A text of our own: tests never read ../shared (a user's clone has none).
+  text_dir = tmp_path / "text"
+  text_dir.mkdir()
+  (text_dir / "input.txt").write_text("".join(
+      f"line {i}: the quick brown fox jumps over the lazy dog.\n" for i in range(400)))
+  res = benchmark.main(["--suite=speed", "--quick", f"--out={tmp_path}",
+                        f"--text_dir={text_dir}"])
   saved = json.loads((tmp_path / "speed.json").read_text())
   assert saved["quick"] is True and set(saved) >= {"matmul", "gpt_train", "kv_cache"}
   train = res["gpt_train"]

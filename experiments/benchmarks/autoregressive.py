@@ -69,12 +69,13 @@ def flops_per_token(model_config, seq_len, vocab_size) -> float:
 
 
 def train(num_iters: int = 2_000, timed_from: int = 10, evaluate: bool = True,
-          matmul_gflops: float | None = None) -> dict:
+          matmul_gflops: float | None = None, manual_dir: str | None = None) -> dict:
   """Trains the recipe through the loop's jitted step and times each iteration."""
   from gen_jax import data as data_lib
   from gen_jax.train import loop
 
-  config = _recipe_config(num_train_steps=num_iters)
+  config = _recipe_config(num_train_steps=num_iters,
+                          **({"manual_dir": manual_dir} if manual_dir else {}))
   run = loop.build(config)
   it = data_lib.train_iterator(config.dataset, batch_size=config.batch_size, seed=config.seed,
                                **loop.data_kwargs(config))
