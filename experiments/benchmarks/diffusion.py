@@ -28,6 +28,7 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+from experiments.benchmarks.common import timed_train as train_or_restore
 
 PARADIGMS = ('ddpm', 'score_sde', 'edm', 'flow_matching')
 NFES = (10, 20, 35, 50, 100)
@@ -41,16 +42,6 @@ def _config(paradigm, dataset, steps=None):
     config.eval_every_steps = steps
     config.sample_every_steps = steps
   return config
-
-
-def train_or_restore(config, workdir):
-  """Trains (or resumes) `config` in `workdir`; returns (run, state, train_seconds)."""
-  from gen_jax.train import loop
-  t0 = time.time()
-  loop.train(config, workdir, progress=False)
-  seconds = time.time() - t0
-  run, state, _ = loop.restore(workdir)
-  return run, state, seconds
 
 
 def _scorer(dataset):

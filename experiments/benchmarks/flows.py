@@ -28,6 +28,7 @@ import time
 
 import jax
 import numpy as np
+from experiments.benchmarks.common import timed_train as train
 
 PARADIGMS = ("glow", "realnvp")
 
@@ -42,16 +43,6 @@ def _override(config, steps, fields=None):
     config.eval_every_steps = steps
     config.optimizer.warmup_steps = min(config.optimizer.warmup_steps, steps // 10)
   return config
-
-
-def train(config, workdir):
-  """Trains through the loop; returns (run, state, seconds)."""
-  from gen_jax.train import loop
-  t = time.perf_counter()
-  loop.train(config, workdir, progress=False)
-  seconds = time.perf_counter() - t
-  run, state, _ = loop.restore(workdir)
-  return run, state, seconds
 
 
 def images_part(paradigms=PARADIGMS, datasets=("digits",), steps=None,

@@ -49,10 +49,10 @@ import argparse
 import json
 import os
 import tempfile
-import time
 
 import jax
 import numpy as np
+from experiments.benchmarks.common import timed_train as train
 
 # (name, loss, model fields): each loss plain and with the R1 penalty (γ = 1);
 # WGAN-GP with its own penalty (λ = 10) and 3 critic steps per generator step;
@@ -90,16 +90,6 @@ def _config(paradigm, dataset, loss, steps, fields):
     config.checkpoint_every_steps = steps
     config.eval_every_steps = steps
   return config
-
-
-def train(config, workdir):
-  """Trains through the loop; returns (run, state, seconds)."""
-  from gen_jax.train import loop
-  t = time.perf_counter()
-  loop.train(config, workdir, progress=False)
-  seconds = time.perf_counter() - t
-  run, state, _ = loop.restore(workdir)
-  return run, state, seconds
 
 
 def _samples(run, state, num, seed=0, **options):
