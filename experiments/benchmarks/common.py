@@ -12,3 +12,13 @@ def timed_train(config, workdir):
   seconds = time.perf_counter() - start
   run, state, _ = loop.restore(workdir)
   return run, state, seconds
+
+
+def with_steps(config, steps: int):
+  """Shortens a config to `steps` training steps, sampling/saving/evaluating once at the end."""
+  if steps:
+    config.num_train_steps = steps
+    config.sample_every_steps = steps
+    config.checkpoint_every_steps = steps
+    config.eval_every_steps = steps
+  return config

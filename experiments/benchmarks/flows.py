@@ -28,7 +28,7 @@ import time
 
 import jax
 import numpy as np
-from experiments.benchmarks.common import timed_train as train
+from experiments.benchmarks.common import timed_train as train, with_steps
 
 PARADIGMS = ("glow", "realnvp")
 
@@ -37,10 +37,7 @@ def _override(config, steps, fields=None):
   for k, v in (fields or {}).items():
     config.model[k] = v
   if steps:
-    config.num_train_steps = steps
-    config.sample_every_steps = steps
-    config.checkpoint_every_steps = steps
-    config.eval_every_steps = steps
+    with_steps(config, steps)
     config.optimizer.warmup_steps = min(config.optimizer.warmup_steps, steps // 10)
   return config
 

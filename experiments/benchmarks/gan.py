@@ -52,7 +52,7 @@ import tempfile
 
 import jax
 import numpy as np
-from experiments.benchmarks.common import timed_train as train
+from experiments.benchmarks.common import timed_train as train, with_steps
 
 # (name, loss, model fields): each loss plain and with the R1 penalty (γ = 1);
 # WGAN-GP with its own penalty (λ = 10) and 3 critic steps per generator step;
@@ -84,12 +84,7 @@ def _config(paradigm, dataset, loss, steps, fields):
   config.model.loss = loss
   for k, v in fields.items():
     config.model[k] = v
-  if steps:
-    config.num_train_steps = steps
-    config.sample_every_steps = steps
-    config.checkpoint_every_steps = steps
-    config.eval_every_steps = steps
-  return config
+  return with_steps(config, steps)
 
 
 def _samples(run, state, num, seed=0, **options):

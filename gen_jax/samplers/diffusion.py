@@ -151,11 +151,8 @@ def euler_maruyama(score_fn: Callable, sde: SDE, x_T, rng, num_steps: int,
   def step(x, inp):
     i, t, t_next = inp
     dt = t - t_next
-    tb = _full(x, t)
-    drift = _bcast(sde.drift_coef(tb), x) * x - _bcast(sde.diffusion(tb) ** 2, x) * score_fn(x, tb)
     z = jax.random.normal(jax.random.fold_in(rng, i), x.shape, x.dtype)
-    noise = jnp.where(i < num_steps - 1, 1.0, 0.0) * _bcast(sde.diffusion(tb), x) * jnp.sqrt(dt) * z
-    return x - drift * dt + noise
+    return _reverse_em_step(score_fn, sde, x, t, dt, z, last=i == num_steps - 1)
 
   x, traj = _scan(step, x_T, (jnp.arange(num_steps), ts[:-1], ts[1:]), return_trajectory)
   if denoise:
@@ -163,6 +160,15 @@ def euler_maruyama(score_fn: Callable, sde: SDE, x_T, rng, num_steps: int,
     if traj is not None:
       traj = jnp.concatenate([traj, x[None]], 0)
   return x, _info(num_steps + int(denoise), traj)
+
+
+def _reverse_em_step(score_fn: Callable, sde: SDE, x, t, dt, z, last):
+  r"""One Euler–Maruyama step of the reverse SDE from t to t - dt:
+  x <- x - [f(t) x - g(t)^2 s(x, t)] dt + g(t) sqrt(dt) z, without noise on the last step."""
+  tb = _full(x, t)
+  drift = _bcast(sde.drift_coef(tb), x) * x - _bcast(sde.diffusion(tb) ** 2, x) * score_fn(x, tb)
+  noise = jnp.where(last, 0.0, 1.0) * _bcast(sde.diffusion(tb), x) * jnp.sqrt(dt) * z
+  return x - drift * dt + noise
 
 
 def langevin_step(score_fn: Callable, x, t, rng, snr: float, alpha):
@@ -195,11 +201,8 @@ def predictor_corrector(score_fn: Callable, sde: SDE, x_T, rng, num_steps: int,
     alpha = 1.0 + 2.0 * sde.drift_coef(t) * dt          # 1 - beta(t) dt (VP), 1 (VE)
     for j in range(corrector_steps):
       x = langevin_step(score_fn, x, t, jax.random.fold_in(key, j + 1), snr, alpha)
-    tb = _full(x, t)
-    drift = _bcast(sde.drift_coef(tb), x) * x - _bcast(sde.diffusion(tb) ** 2, x) * score_fn(x, tb)
     z = jax.random.normal(jax.random.fold_in(key, 0), x.shape, x.dtype)
-    noise = jnp.where(i < num_steps - 1, 1.0, 0.0) * _bcast(sde.diffusion(tb), x) * jnp.sqrt(dt) * z
-    return x - drift * dt + noise
+    return _reverse_em_step(score_fn, sde, x, t, dt, z, last=i == num_steps - 1)
 
   x, traj = _scan(step, x_T, (jnp.arange(num_steps), ts[:-1], ts[1:]), return_trajectory)
   if denoise:
