@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 
 @dataclasses.dataclass(frozen=True)
@@ -14,16 +14,26 @@ class DatasetInfo:
     name: the dataset name as configs spell it ("digits", "toy2d/eight_gaussians",
       "mnist_idx", "text_file", ...).
     kind: "image" (batch key "image", uint8 levels [B, H, W, C] + "label"),
-      "points" (batch key "x", float32 [B, D]) or "text" (batch key "tokens",
-      int32 [B, seq_len + 1]).
+      "points" (batch key "x", float32 [B, D]), "text" (batch key "tokens",
+      int32 [B, seq_len + 1]), or the stage-1 encodings of images (dataset
+      "encoded", `gen_jax.data.encoded`): "codes" (batch key "codes", int32
+      [B, h, w] codebook indices) or "latents" (batch key "z", float32
+      [B, ...]); both also carry the stage-1 "image" (uint8 levels) and
+      "label" when the images have labels.
     shape: the shape of one example's modelled array ("image": (H, W, C);
-      "points": (D,); "text": (seq_len + 1,)).
+      "points": (D,); "text": (seq_len + 1,); "codes": (h, w); "latents": the
+      latent shape).
     num_levels: number of discrete levels of an image sub-pixel (17 for digits,
       256 for MNIST, 2 when binarized); None for points and text.
     num_classes: number of labels, or None.
     vocab: for text, the token strings in order (token i is vocab[i]): a str of
       characters for char-level text.
     num_examples: examples per split, e.g. {"train": 1437, "test": 360}.
+    num_codes: "codes": the codebook size K (indices 0..K-1).
+    image_shape: "codes" / "latents": (H, W, C) of the encoded images;
+      num_levels and num_classes are then the images'.
+    stage1: "codes" / "latents": the `gen_jax.train.stages.Stage1` that
+      encoded them (its `decode`, `decoder_log_likelihood`, image `info`).
   """
   name: str
   kind: str
@@ -32,12 +42,22 @@ class DatasetInfo:
   num_classes: Optional[int] = None
   vocab: Optional[Sequence[str]] = None
   num_examples: Optional[dict] = None
+  num_codes: Optional[int] = None
+  image_shape: Optional[tuple] = None
+  stage1: Any = dataclasses.field(default=None, compare=False, repr=False)
 
   @property
   def num_dims(self) -> int:
-    """Dimensions that bits/dim divides by (sub-pixels, coordinates or tokens)."""
+    """Dimensions that bits/dim divides by (sub-pixels, coordinates or tokens).
+
+    For "codes" and "latents" it is the encoded image's sub-pixels: their
+    paradigms report log-likelihoods of the images, so bits/dim is per image
+    sub-pixel on the images' levels, comparable with image paradigms.
+    """
     if self.kind == "text":
       return self.shape[0] - 1
+    if self.kind in ("codes", "latents"):
+      return math.prod(self.image_shape)
     return math.prod(self.shape)
 
   @property
@@ -46,7 +66,8 @@ class DatasetInfo:
 
   @property
   def data_key(self) -> str:
-    return {"image": "image", "points": "x", "text": "tokens"}[self.kind]
+    return {"image": "image", "points": "x", "text": "tokens", "codes": "codes",
+            "latents": "z"}[self.kind]
 
 
 # Shapes of catalog datasets this machine cannot prepare (no internet), so that

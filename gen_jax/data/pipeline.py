@@ -21,13 +21,18 @@ under an fcntl file lock, so concurrent processes (pytest-xdist workers, hosts o
 job sharing a file system) prepare once. Other names are looked up in the TFDS
 catalog and must already be prepared (as array_record) in `data_dir`: nothing is
 downloaded.
+
+The dataset "encoded" is a stage-1 tokenizer's codes or latents of its own
+dataset (`gen_jax.data.encoded`): every function here then takes
+`stage1=config.stage1` (workdir, step and the expected stage-1 config fields;
+see `gen_jax.train.stages`), prepares the cache on first use like any builder,
+and serves batches {"codes" | "z", "image", "label"} the same way.
 """
 from __future__ import annotations
 
 from gen_jax.errors import UserError
 
 import contextlib
-import functools
 import fcntl
 import math
 import os
@@ -40,6 +45,7 @@ import tensorflow_datasets as tfds
 
 from gen_jax.data import DATASETS as OUR_DATASETS
 from gen_jax.data import builders
+from gen_jax.data import encoded
 from gen_jax.data import preprocess as preprocess_lib
 from gen_jax.data import toy2d
 from gen_jax.data.info import DatasetInfo
@@ -69,8 +75,20 @@ def _unknown_dataset_error(name: str, cause: str = "") -> UserError:
       "internet): run `tfds build NAME --data_dir=DIR --file_format=array_record` where it has.")
 
 
-def _make_builder(name: str, data_dir: str, manual_dir: Optional[str]):
+def _stage1(stage1):
+  """config.stage1 -> the loaded, checked gen_jax.train.stages.Stage1 (cached there)."""
+  from gen_jax.train import stages
+  if not stage1 or not stage1.get("workdir"):
+    raise UserError("Dataset 'encoded' is a stage-1 run's codes: it needs config.stage1.workdir "
+                    "(see gen_jax.train.stages.stage1_config). Set --config.stage1.workdir to a "
+                    "trained vqvae or vae workdir.")
+  return stages.load_stage1(stage1["workdir"], stage1.get("step", 0), expect=stage1)
+
+
+def _make_builder(name: str, data_dir: str, manual_dir: Optional[str], stage1=None):
   """An unprepared-or-prepared builder for `name` (no preparation here)."""
+  if name == "encoded":
+    return encoded.Encoded(stage1=_stage1(stage1), data_dir=data_dir)
   if name == "digits":
     return builders.Digits(data_dir=data_dir)
   if name.startswith("toy2d/") or name == "toy2d":
@@ -120,7 +138,8 @@ def _quiet_progress_bars():
     tfds.display_progress_bar(active)
 
 
-def load_builder(name: str, *, data_dir: Optional[str] = None, manual_dir: Optional[str] = None):
+def load_builder(name: str, *, data_dir: Optional[str] = None, manual_dir: Optional[str] = None,
+                 stage1=None):
   """The prepared TFDS builder of dataset `name`, preparing ours on first use.
 
   Args:
@@ -128,27 +147,30 @@ def load_builder(name: str, *, data_dir: Optional[str] = None, manual_dir: Optio
     data_dir: TFDS data dir (None or "" -> `default_data_dir()`).
     manual_dir: raw files of mnist_idx / text_file (None or "" -> DEFAULT_MANUAL_DIRS[name],
       relative to the current directory).
+    stage1: for "encoded", config.stage1 (the stage-1 workdir, step and expected fields).
   """
   data_dir = os.path.abspath(os.path.expanduser(data_dir or default_data_dir()))
   manual_dir = manual_dir or DEFAULT_MANUAL_DIRS.get(name)
   manual_dir = os.path.abspath(os.path.expanduser(manual_dir)) if manual_dir else None
-  builder = _make_builder(name, data_dir, manual_dir)
+  builder = _make_builder(name, data_dir, manual_dir, stage1)
   if builder.is_prepared():
     return builder
   os.makedirs(data_dir, exist_ok=True)
   config_name = builder.builder_config.name if builder.builder_config else "default"
   lock = os.path.join(data_dir, f".gen_jax-{builder.name}-{config_name}.lock")
   with _file_lock(lock):
-    builder = _make_builder(name, data_dir, manual_dir)   # another process may have prepared it
+    builder = _make_builder(name, data_dir, manual_dir, stage1)   # another process may have prepared it
     if not builder.is_prepared():
       with _quiet_progress_bars():
         builder.download_and_prepare(
             file_format="array_record",
             download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
-  return _make_builder(name, data_dir, manual_dir)
+  return _make_builder(name, data_dir, manual_dir, stage1)
 
 
 def _kind(builder) -> str:
+  if isinstance(builder, encoded.Encoded):
+    return builder.info.metadata["kind"]
   features = builder.info.features
   if "image" in features:
     return "image"
@@ -200,6 +222,16 @@ def _info_from_builder(name, builder, preprocess, seq_len) -> DatasetInfo:
   if preprocess == "binarize" and kind != "image":
     raise UserError(f"preprocess='binarize' applies to images; dataset {name!r} is {kind}. Use 'none'.")
   splits = {k: v.num_examples for k, v in builder.info.splits.items()}
+  if kind in ("codes", "latents"):
+    if preprocess != "none":
+      raise UserError(f"preprocess={preprocess!r} on dataset 'encoded': the stage-1 run's "
+                      "preprocessing is already applied to its images. Set --config.preprocess=none.")
+    s1 = builder._stage1
+    shape = tuple(builder.info.features["codes" if kind == "codes" else "z"].shape)
+    num_codes = s1.config.model.get("num_codes") if kind == "codes" else None
+    return DatasetInfo(name=name, kind=kind, shape=shape, num_levels=s1.info.num_levels,
+                       num_classes=s1.info.num_classes, num_examples=splits, num_codes=num_codes,
+                       image_shape=tuple(s1.info.shape), stage1=s1)
   if kind == "image":
     features = builder.info.features
     num_levels = _num_levels(builder)
@@ -220,23 +252,33 @@ def _info_from_builder(name, builder, preprocess, seq_len) -> DatasetInfo:
 
 
 def get_info(name: str, *, data_dir: Optional[str] = None, manual_dir: Optional[str] = None,
-             preprocess: str = "none", seq_len: int = 64) -> DatasetInfo:
+             preprocess: str = "none", seq_len: int = 64, stage1=None) -> DatasetInfo:
   """The DatasetInfo of `name` as the pipelines deliver it (after `preprocess`).
 
   For text, `shape = (seq_len + 1,)`, `vocab` holds the characters in token order, and
   `num_examples[split]` counts the evaluation windows of `eval_batches` ('test' = 'validation').
   """
   preprocess_lib.check_preprocess(preprocess)
-  return _info_from_builder(name, load_builder(name, data_dir=data_dir, manual_dir=manual_dir),
-                            preprocess, seq_len)
+  builder = load_builder(name, data_dir=data_dir, manual_dir=manual_dir, stage1=stage1)
+  return _info_from_builder(name, builder, preprocess, seq_len)
 
 
 # ------------------------------------------------------------ split arrays ---
 
-@functools.lru_cache(maxsize=16)
-def _split_arrays_cached(data_path: str, name: str, data_dir: str, manual_dir, split: str):
-  del data_path                   # the cache key: where the prepared data lives
-  builder = load_builder(name, data_dir=data_dir, manual_dir=manual_dir)
+_SPLIT_CACHE: dict = {}           # (where the prepared data lives, split) -> arrays
+_SPLIT_CACHE_SIZE = 16
+
+
+def _split_arrays_cached(builder, name: str, split: str):
+  key = (os.fspath(builder.data_path), split)
+  if key not in _SPLIT_CACHE:
+    if len(_SPLIT_CACHE) >= _SPLIT_CACHE_SIZE:
+      _SPLIT_CACHE.pop(next(iter(_SPLIT_CACHE)))
+    _SPLIT_CACHE[key] = _read_split(builder, name, split)
+  return _SPLIT_CACHE[key]
+
+
+def _read_split(builder, name: str, split: str):
   if _kind(builder) == "text":
     return {"tokens": _text_tokens(builder, split)}
   try:
@@ -251,19 +293,23 @@ def _split_arrays_cached(data_path: str, name: str, data_dir: str, manual_dir, s
   if "x" in records[0]:
     return {"x": np.stack([np.asarray(r["x"], np.float32) for r in records])}
   arrays = {"image": np.stack([np.asarray(r["image"], np.uint8) for r in records])}
+  for key, dtype in (("codes", np.int32), ("z", np.float32)):
+    if key in records[0]:
+      arrays[key] = np.stack([np.asarray(r[key], dtype) for r in records])
   if "label" in records[0]:
     arrays["label"] = np.asarray([r["label"] for r in records], np.int32)
   return arrays
 
 
 def split_arrays(name: str, split: str, *, data_dir: Optional[str] = None,
-                 manual_dir: Optional[str] = None) -> dict:
+                 manual_dir: Optional[str] = None, stage1=None) -> dict:
   """A whole split in memory, in stored order, cached per process (read once per split):
   images {'image': uint8 [N, H, W, C], 'label': int32 [N]}, points {'x': float32 [N, 2]},
-  text {'tokens': int32 [n]} (the split's token stream). Arrays are shared: do not write."""
-  builder = load_builder(name, data_dir=data_dir, manual_dir=manual_dir)
+  text {'tokens': int32 [n]} (the split's token stream), encoded {'codes' int32 [N, h, w] or
+  'z' float32 [N, ...], 'image', 'label'}. Arrays are shared: do not write."""
+  builder = load_builder(name, data_dir=data_dir, manual_dir=manual_dir, stage1=stage1)
   split = _resolve_split(_kind(builder), builder, split)
-  arrays = _split_arrays_cached(os.fspath(builder.data_path), name, data_dir, manual_dir, split)
+  arrays = _split_arrays_cached(builder, name, split)
   for v in arrays.values():
     v.flags.writeable = False
   return arrays
@@ -370,15 +416,16 @@ def _check_sharding(batch_size: int, process_index: int, process_count: int) -> 
 
 def train_dataset(name: str, *, batch_size: int, seed: int, data_dir: Optional[str] = None,
                   manual_dir: Optional[str] = None, preprocess: str = "none", seq_len: int = 64,
-                  process_index: int = 0, process_count: int = 1) -> grain.MapDataset:
+                  process_index: int = 0, process_count: int = 1,
+                  stage1=None) -> grain.MapDataset:
   """The infinite grain MapDataset whose element k is this process's rows of global batch k."""
   _check_sharding(batch_size, process_index, process_count)
   preprocess_lib.check_preprocess(preprocess)
   if not 0 <= seed < 2**32:
     raise UserError(f"seed must be in [0, 2**32), got {seed}.")
-  builder = load_builder(name, data_dir=data_dir, manual_dir=manual_dir)
+  builder = load_builder(name, data_dir=data_dir, manual_dir=manual_dir, stage1=stage1)
   info = _info_from_builder(name, builder, preprocess, seq_len)
-  arrays = split_arrays(name, "train", data_dir=data_dir, manual_dir=manual_dir)
+  arrays = split_arrays(name, "train", data_dir=data_dir, manual_dir=manual_dir, stage1=stage1)
   if info.kind == "text":
     dataset = _RandomWindowBatches(arrays["tokens"], seq_len, batch_size, process_index, process_count, seed)
   else:
@@ -389,12 +436,14 @@ def train_dataset(name: str, *, batch_size: int, seed: int, data_dir: Optional[s
 
 def train_iterator(name: str, *, batch_size: int, seed: int, data_dir: Optional[str] = None,
                    manual_dir: Optional[str] = None, preprocess: str = "none", seq_len: int = 64,
-                   process_index: int = 0, process_count: int = 1) -> grain.DatasetIterator:
+                   process_index: int = 0, process_count: int = 1,
+                   stage1=None) -> grain.DatasetIterator:
   """Infinite iterator of this process's rows of each global training batch.
 
   Images: {'image': uint8 [b, H, W, C], 'label': int32 [b]}; points: {'x': float32 [b, 2]};
   text: {'tokens': int32 [b, seq_len + 1]} (windows at seeded uniform random offsets of the
-  train stream), with b = batch_size // process_count. Examples are shuffled with `seed` and
+  train stream); encoded (with `stage1`): {'codes' | 'z', 'image', 'label'}; with
+  b = batch_size // process_count. Examples are shuffled with `seed` and
   reshuffled every epoch (epoch e: default_rng([seed, e]).permutation(N)); batches run across
   epoch boundaries. Concatenating the process shards in process order gives the
   process_count=1 batch. The split is read into memory once per process (see `split_arrays`).
@@ -406,7 +455,8 @@ def train_iterator(name: str, *, batch_size: int, seed: int, data_dir: Optional[
   """
   dataset = train_dataset(name, batch_size=batch_size, seed=seed, data_dir=data_dir,
                           manual_dir=manual_dir, preprocess=preprocess, seq_len=seq_len,
-                          process_index=process_index, process_count=process_count)
+                          process_index=process_index, process_count=process_count,
+                          stage1=stage1)
   return iter(dataset.to_iter_dataset(grain.ReadOptions(**_READ_OPTIONS)))
 
 
@@ -429,7 +479,7 @@ def _eval_examples(kind: str, arrays: dict, seq_len: int):
 def eval_batches(name: str, *, split: str = "test", batch_size: int, data_dir: Optional[str] = None,
                  manual_dir: Optional[str] = None, preprocess: str = "none", seq_len: int = 64,
                  process_index: int = 0, process_count: int = 1,
-                 max_examples: Optional[int] = None) -> Iterator[dict]:
+                 max_examples: Optional[int] = None, stage1=None) -> Iterator[dict]:
   """One deterministic pass over `split`, in batches of batch_size // process_count rows.
 
   Global batch k holds examples [k B, (k + 1) B) in stored order (the last zero-padded);
@@ -445,9 +495,9 @@ def eval_batches(name: str, *, split: str = "test", batch_size: int, data_dir: O
   """
   per_process = _check_sharding(batch_size, process_index, process_count)
   preprocess_lib.check_preprocess(preprocess)
-  builder = load_builder(name, data_dir=data_dir, manual_dir=manual_dir)
+  builder = load_builder(name, data_dir=data_dir, manual_dir=manual_dir, stage1=stage1)
   info = _info_from_builder(name, builder, preprocess, seq_len)
-  arrays = split_arrays(name, split, data_dir=data_dir, manual_dir=manual_dir)
+  arrays = split_arrays(name, split, data_dir=data_dir, manual_dir=manual_dir, stage1=stage1)
   num, get = _eval_examples(info.kind, arrays, seq_len)
   if max_examples is not None:
     num = min(num, max_examples)

@@ -91,6 +91,65 @@ def gaussian_log_likelihood(x, mean, logvar):
   return _sum_except_batch(-0.5 * (LOG_2PI + logvar + (x - mean) ** 2 * jnp.exp(-logvar)))
 
 
+# ------------------------------------------------- decoders over the levels ---
+# A decoder net outputs [B, H, W, C'] with C' = decoder_channels(...); these turn
+# that output into log p(x | z), the mean E[x | z] and a draw x ~ p(x | z) for
+# images of C channels with L levels. Shared by the VAE and the VQ-VAE.
+
+DECODERS = ("categorical", "logistic", "bernoulli")
+LOG_SCALE_MIN = -7.0          # floor of the logistic's log-scale (PixelCNN++)
+
+
+def check_decoder(decoder: str, num_levels: int) -> None:
+  if decoder not in DECODERS:
+    raise ValueError(f"Unknown model.decoder {decoder!r}; use one of {DECODERS}.")
+  if decoder == "bernoulli" and num_levels != 2:
+    raise ValueError(f"model.decoder='bernoulli' needs binary data but the data has {num_levels} "
+                     "levels; set --config.preprocess=binarize or another decoder.")
+
+
+def decoder_channels(decoder: str, num_levels: int, channels: int) -> int:
+  """C': an L-way softmax per sub-pixel, a logistic's (mean, log-scale), or one Bernoulli logit."""
+  return {"categorical": channels * num_levels, "logistic": 2 * channels,
+          "bernoulli": channels}[decoder]
+
+
+def decoder_log_likelihood(decoder: str, out, x_levels, num_levels: int):
+  r"""log p(x | z) in nats on the levels, out [B, H, W, C'] and x_levels [B, H, W, C] -> [B]."""
+  if decoder == "categorical":
+    logits = out.reshape(*x_levels.shape, num_levels)
+    return categorical_log_likelihood(logits, x_levels)
+  if decoder == "logistic":
+    mean, log_scale = jnp.split(out, 2, axis=-1)
+    return discretized_logistic_log_likelihood(
+        jnp.tanh(mean), jnp.maximum(log_scale, LOG_SCALE_MIN), x_levels, num_levels)
+  return bernoulli_log_likelihood(out, x_levels)
+
+
+def decoder_mean(decoder: str, out, num_levels: int):
+  r"""E[x | z] / (L - 1) in [0, 1] (logistic: its location, clipped), [B, H, W, C]."""
+  if decoder == "categorical":
+    logits = out.reshape(*out.shape[:-1], -1, num_levels)
+    return jnp.sum(jax.nn.softmax(logits) * jnp.arange(num_levels), axis=-1) / (num_levels - 1)
+  if decoder == "logistic":
+    mean = jnp.tanh(jnp.split(out, 2, axis=-1)[0])
+    return jnp.clip((mean + 1) / 2, 0.0, 1.0)
+  return jax.nn.sigmoid(out)
+
+
+def decoder_sample(decoder: str, rng, out, num_levels: int):
+  r"""x ~ p(x | z) scaled to [0, 1] (logistic: a continuous draw, clipped), [B, H, W, C]."""
+  if decoder == "categorical":
+    logits = out.reshape(*out.shape[:-1], -1, num_levels)
+    return jax.random.categorical(rng, logits).astype(jnp.float32) / (num_levels - 1)
+  if decoder == "logistic":
+    mean, log_scale = jnp.split(out, 2, axis=-1)
+    u = jax.random.uniform(rng, mean.shape, minval=1e-5, maxval=1 - 1e-5)
+    x = jnp.tanh(mean) + jnp.exp(jnp.maximum(log_scale, LOG_SCALE_MIN)) * (jnp.log(u) - jnp.log1p(-u))
+    return jnp.clip((x + 1) / 2, 0.0, 1.0)
+  return jax.random.bernoulli(rng, jax.nn.sigmoid(out)).astype(jnp.float32)
+
+
 def elbo(log_px_given_z, mean, logvar, beta=1.0):
   r"""Evidence lower bound in nats per example; a bound, never exact.
 

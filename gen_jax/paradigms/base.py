@@ -32,6 +32,31 @@ Contracts
   data reports its density on [0, L)^D, a lower bound on the discrete
   probability). ``None`` when the family has none (GANs).
   ``likelihood_is_exact`` says whether it is exact or a bound.
+
+Optional fields of tokenizers (stage 1 of a two-stage model; see
+`gen_jax.train.stages` and the "encoded" dataset of `gen_jax.data`):
+
+* ``encode(params, x_levels) -> code``: images as integer levels
+  (``batch['image']``, [B, H, W, C]) to their code: int32 indices [B, h, w] of a
+  codebook (VQ-VAE) or float32 latents [B, ...] (VAE: the posterior mean).
+* ``decode(params, code) -> images`` float32 in [0, 1], [B, H, W, C]: the mean
+  of the decoder's p(x | code) over the levels.
+* ``decoder_log_likelihood(params, code, x_levels) -> [B]``: log p(x | code) in
+  nats on the data's levels, the decoder's term of a two-stage bound
+  -log p(x) <= -log p(x | code) - log p(code) (deterministic encoders).
+
+Optional fields for non-gradient state (e.g. a VQ-VAE codebook updated by
+exponential moving averages):
+
+* ``non_trainable``: names of parameter-tree keys; every leaf with one of them
+  anywhere in its dict path is left alone by the optimizer (no gradient step,
+  no optimizer moments, no weight decay, outside gradient clipping and the
+  logged grad_norm).
+* ``post_update(params, batch, rng) -> params``: called by the loop once per
+  training step after the optimizer step(s), with the updated params and the
+  key ``fold_in(step_key, 1 + len(update_schedule))``; it alone writes the
+  non_trainable leaves. They live in params, so checkpoints, resume, EMA of
+  parameters and mesh shardings treat them like any parameter.
 """
 from __future__ import annotations
 
@@ -47,6 +72,11 @@ class Paradigm(NamedTuple):
   log_likelihood: Optional[Callable] = None
   likelihood_is_exact: bool = False
   update_schedule: tuple[str, ...] = ()
+  encode: Optional[Callable] = None
+  decode: Optional[Callable] = None
+  decoder_log_likelihood: Optional[Callable] = None
+  non_trainable: tuple[str, ...] = ()
+  post_update: Optional[Callable] = None
 
   @property
   def players(self) -> tuple[str, ...]:

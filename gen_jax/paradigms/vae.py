@@ -10,8 +10,18 @@ loss = -ELBO (beta-weighted KL); log_likelihood = the ELBO (k = 1) or the
 importance-weighted bound with k = model.eval_num_samples (Burda et al. 2016):
 both are bounds on log P(x), never exact.
 
+As a stage-1 tokenizer (`gen_jax.train.stages`): encode = the posterior mean
+E_q[z | x] [B, latent_dim], decode = E[x | z] in [0, 1], and
+decoder_log_likelihood = log p(x | z).
+
+Training objective: the ELBO with the closed-form KL (train_num_samples = 1),
+or with model.train_num_samples = k > 1 the IWAE bound L_k itself (Burda et
+al. 2016, arXiv:1509.00519, Eq. 8; k reparameterized samples z_j ~ q(z|x)),
+loss = -L_k, computed by the same function as the evaluation bound.
+
 Model fields (config.model): encoder ("conv" | "mlp"), channels (conv stages),
-hidden (MLP widths), latent_dim, decoder, beta, eval_num_samples.
+hidden (MLP widths), latent_dim, decoder, beta, eval_num_samples,
+train_num_samples.
 """
 from __future__ import annotations
 
@@ -25,14 +35,6 @@ from gen_jax.losses.nll import bits_per_dim
 from gen_jax.nets.conv import ConvDecoder, ConvEncoder, check_divisible, to_unit_range
 from gen_jax.nets.mlp import MLP, flatten
 from gen_jax.paradigms.base import Paradigm
-
-DECODERS = ("categorical", "logistic", "bernoulli")
-
-
-def _decoder_channels(decoder: str, num_levels: int, channels: int) -> int:
-  return {"categorical": channels * num_levels, "logistic": 2 * channels,
-          "bernoulli": channels}[decoder]
-
 
 class VAENet(nn.Module):
   """Encoder x -> (mean, logvar) and decoder z -> parameters of p(x|z)."""
@@ -72,23 +74,25 @@ def make(model_config, info) -> Paradigm:
     raise ValueError(f"The vae paradigm models images; dataset {info.name!r} holds "
                      f"{info.kind}. Use an image dataset (digits, mnist_idx, ...).")
   decoder = model_config.get("decoder", "categorical")
-  if decoder not in DECODERS:
-    raise ValueError(f"Unknown model.decoder {decoder!r}; use one of {DECODERS}.")
   levels = info.num_levels
-  if decoder == "bernoulli" and levels != 2:
-    raise ValueError(f"model.decoder='bernoulli' needs binary data but {info.name!r} has "
-                     f"{levels} levels; set --config.preprocess=binarize or another decoder.")
+  elbo_lib.check_decoder(decoder, levels)
   h, w, c = info.shape
   encoder_type = model_config.get("encoder", "conv")
   channels = tuple(model_config.get("channels", (32, 64)))
   if encoder_type == "conv":
     check_divisible(info.shape, len(channels), "vae")
   net = VAENet(image_shape=(h, w, c), latent_dim=model_config.latent_dim,
-               out_channels=_decoder_channels(decoder, levels, c),
+               out_channels=elbo_lib.decoder_channels(decoder, levels, c),
                encoder_type=encoder_type, channels=channels,
                hidden=tuple(model_config.get("hidden", (256, 256))))
   beta = float(model_config.get("beta", 1.0))
   eval_k = int(model_config.get("eval_num_samples", 1))
+  train_k = int(model_config.get("train_num_samples", 1))
+  if train_k < 1:
+    raise ValueError(f"model.train_num_samples must be >= 1, got {train_k}.")
+  if train_k > 1 and beta != 1.0:
+    raise ValueError(f"model.train_num_samples={train_k} trains the IWAE bound, which has no beta; "
+                     "set model.beta=1 or model.train_num_samples=1 (the beta-weighted ELBO).")
   num_dims = info.num_dims
 
   def log_px_given_z(out, x):
@@ -96,14 +100,7 @@ def make(model_config, info) -> Paradigm:
     lead = out.shape[:-4]
     out = out.reshape(-1, *out.shape[-3:])
     xs = jnp.broadcast_to(x, (*lead, *x.shape)).reshape(-1, *x.shape[1:])
-    if decoder == "categorical":
-      ll = elbo_lib.categorical_log_likelihood(out.reshape(*out.shape[:-1], c, levels), xs)
-    elif decoder == "logistic":
-      mean, log_scale = jnp.split(out, 2, axis=-1)
-      ll = elbo_lib.discretized_logistic_log_likelihood(
-          jnp.tanh(mean), jnp.maximum(log_scale, -7.0), xs, levels)
-    else:
-      ll = elbo_lib.bernoulli_log_likelihood(out, xs)
+    ll = elbo_lib.decoder_log_likelihood(decoder, out, xs, levels)
     return ll.reshape(lead + x.shape[:1])
 
   def init(rng, batch):
@@ -118,6 +115,10 @@ def make(model_config, info) -> Paradigm:
     return x_levels, mean, logvar
 
   def loss(params, batch, rng):
+    if train_k > 1:
+      bound = log_likelihood(params, batch, rng, num_samples=train_k)
+      return -bound.mean(), {"iwae_bound": bound.mean(),
+                             "bits_per_dim": bits_per_dim(-bound.mean(), num_dims)}
     x, mean, logvar = posterior(params, batch)
     z = elbo_lib.reparameterize(rng, mean, logvar)
     out = net.apply({"params": params}, z, method=VAENet.decode)
@@ -135,29 +136,29 @@ def make(model_config, info) -> Paradigm:
     out = net.apply({"params": params}, z, method=VAENet.decode)
     return elbo_lib.iwae_bound(log_px_given_z(out, x), z, mean, logvar)
 
+  def encode(params, x_levels):
+    """The posterior mean E_q[z | x], float32 [B, latent_dim] (the VAE's latents for stage 2)."""
+    return posterior(params, {"image": x_levels})[1]
+
+  def decoder_log_likelihood(params, z, x_levels):
+    """log p(x | z) in nats per example [B] on the data's levels."""
+    return log_px_given_z(net.apply({"params": params}, z, method=VAENet.decode),
+                          jnp.asarray(x_levels))
+
+  def decode(params, z):
+    """x = E[x | z] in [0, 1], [B, H, W, C] (the mean of the decoder over the levels)."""
+    return elbo_lib.decoder_mean(decoder, net.apply({"params": params}, z, method=VAENet.decode),
+                                 levels)
+
   def sample(params, rng, num, temperature=1.0, decode="mean"):
     """z ~ N(0, temperature^2 I), then x = E[x|z] ("mean") or x ~ p(x|z) ("sample")."""
     key_z, key_x = jax.random.split(rng)
     z = temperature * jax.random.normal(key_z, (num, model_config.latent_dim))
     out = net.apply({"params": params}, z, method=VAENet.decode)
-    if decoder == "categorical":
-      logits = out.reshape(num, h, w, c, levels)
-      if decode == "sample":
-        x = jax.random.categorical(key_x, logits).astype(jnp.float32)
-      else:
-        x = jnp.sum(jax.nn.softmax(logits) * jnp.arange(levels), axis=-1)
-      return x / (levels - 1)
-    if decoder == "logistic":
-      mean, log_scale = jnp.split(out, 2, axis=-1)
-      mean = jnp.tanh(mean)
-      if decode == "sample":
-        u = jax.random.uniform(key_x, mean.shape, minval=1e-5, maxval=1 - 1e-5)
-        mean = mean + jnp.exp(jnp.maximum(log_scale, -7.0)) * (jnp.log(u) - jnp.log1p(-u))
-      return jnp.clip((mean + 1) / 2, 0.0, 1.0)
-    probs = jax.nn.sigmoid(out)
     if decode == "sample":
-      probs = jax.random.bernoulli(key_x, probs).astype(jnp.float32)
-    return probs
+      return elbo_lib.decoder_sample(decoder, key_x, out, levels)
+    return elbo_lib.decoder_mean(decoder, out, levels)
 
   return Paradigm(init=init, loss=loss, sample=sample, log_likelihood=log_likelihood,
-                  likelihood_is_exact=False)
+                  likelihood_is_exact=False, encode=encode, decode=decode,
+                  decoder_log_likelihood=decoder_log_likelihood)

@@ -37,13 +37,18 @@ from gen_jax.train import checkpoint as ckpt_lib
 from gen_jax.train import optim
 from gen_jax.train import sharding as shard_lib
 from gen_jax.train.metrics import MetricWriter
-from gen_jax.train.state import NONFINITE_NAMES, TrainState, init_state, make_train_step
+from gen_jax.train.state import NONFINITE_NAMES, TrainState, freeze, init_state, make_train_step
 from gen_jax.utils import images
 
 
 def data_kwargs(config) -> dict:
-  return dict(data_dir=config.data_dir or None, manual_dir=config.manual_dir or None,
-              preprocess=config.preprocess, seq_len=config.seq_len)
+  """The config's data fields as keyword arguments of the gen_jax.data functions
+  (with `stage1`, the stage-1 run a two-stage config's "encoded" dataset comes from)."""
+  kwargs = dict(data_dir=config.data_dir or None, manual_dir=config.manual_dir or None,
+                preprocess=config.preprocess, seq_len=config.seq_len)
+  if config.get("stage1") is not None:
+    kwargs["stage1"] = config.stage1
+  return kwargs
 
 
 def run_keys(seed: int) -> dict:
@@ -94,6 +99,11 @@ def example_batch(info, batch_size: int = 2) -> dict:
             "label": np.zeros((batch_size,), np.int32)}
   if info.kind == "points":
     return {"x": np.zeros((batch_size, *info.shape), np.float32)}
+  if info.kind in ("codes", "latents"):
+    code = (np.zeros((batch_size, *info.shape), np.int32) if info.kind == "codes"
+            else np.zeros((batch_size, *info.shape), np.float32))
+    return {info.data_key: code, "image": np.zeros((batch_size, *info.image_shape), np.uint8),
+            "label": np.zeros((batch_size,), np.int32)}
   return {"tokens": np.zeros((batch_size, *info.shape), np.int32)}
 
 
@@ -112,6 +122,7 @@ def build(config, info=None, paradigm=None) -> Run:
   optimizers, schedules = {}, {}
   for p in players:
     optimizers[p], schedules[p] = optim.make_optimizer(config.optimizer, config.num_train_steps, p)
+    optimizers[p] = freeze(optimizers[p], paradigm.non_trainable)
   keys = run_keys(config.seed)
 
   def init_fn(rng, batch):

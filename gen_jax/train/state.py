@@ -3,7 +3,9 @@
 The step knows nothing of families: it differentiates `paradigm.loss` (or, for
 a multi-player paradigm, each player's loss with respect to that player's
 parameters, in the order of `paradigm.update_schedule`), applies the player's
-optax optimizer, updates the EMA and records the first non-finite step.
+optax optimizer, then the paradigm's `post_update` (non-gradient state such as
+an EMA codebook), updates the EMA and records the first non-finite step.
+Leaves named by `paradigm.non_trainable` are frozen for the optimizer (`freeze`).
 """
 from __future__ import annotations
 
@@ -31,6 +33,26 @@ class TrainState:
   nonfinite_what: jax.Array  # int32: NONFINITE_* code of that step
 
 
+def trainable_mask(tree, names):
+  """bool pytree like `tree`: False where a dict key on the leaf's path is in `names`."""
+  names = frozenset(names)
+  return jax.tree_util.tree_map_with_path(
+      lambda path, _: not any(getattr(k, "key", None) in names for k in path), tree)
+
+
+def freeze(optimizer, names):
+  """`optimizer` on the trainable leaves; the leaves under `names` get zero updates.
+
+  Frozen leaves carry no optimizer state (no moments), see no weight decay and
+  stay out of the optimizer's gradient clipping (optax.multi_transform).
+  """
+  if not names:
+    return optimizer
+  def labels(tree):
+    return jax.tree.map(lambda t: "train" if t else "frozen", trainable_mask(tree, names))
+  return optax.multi_transform({"train": optimizer, "frozen": optax.set_to_zero()}, labels)
+
+
 def init_state(paradigm: Paradigm, optimizers, params, ema_decay: float) -> TrainState:
   if paradigm.players:
     opt_state = {p: optimizers[p].init(params[p]) for p in paradigm.players}
@@ -43,14 +65,18 @@ def init_state(paradigm: Paradigm, optimizers, params, ema_decay: float) -> Trai
       nonfinite_what=jnp.zeros((), jnp.int32))
 
 
-def _update(loss_fn, optimizer, params, opt_state, batch, rng, gather):
+def _update(loss_fn, optimizer, params, opt_state, batch, rng, gather, non_trainable=()):
   """One gradient step of `loss_fn(params, batch, rng)` -> (params, opt_state, loss, metrics, grad_norm).
 
-  `gather` maps stored parameters to the ones compute uses (FSDP's all-gather).
+  `gather` maps stored parameters to the ones compute uses (FSDP's all-gather);
+  grad_norm leaves out the `non_trainable` leaves (the optimizer does too).
   """
   def gathered_loss(p, batch, rng):
     return loss_fn(gather(p), batch, rng)
   (loss, metrics), grads = jax.value_and_grad(gathered_loss, has_aux=True)(params, batch, rng)
+  if non_trainable:
+    grads = jax.tree.map(lambda g, t: g if t else jnp.zeros_like(g), grads,
+                         trainable_mask(grads, non_trainable))
   grad_norm = optax.global_norm(grads)
   updates, opt_state = optimizer.update(grads, opt_state, params)
   return optax.apply_updates(params, updates), opt_state, loss, metrics, grad_norm
@@ -64,7 +90,8 @@ def make_train_step(paradigm: Paradigm, optimizers, schedules, ema_decay: float,
     rng = jax.random.fold_in(base_key, state.step)
     if not paradigm.players:
       params, opt_state, loss, metrics, grad_norm = _update(
-          paradigm.loss, optimizers[None], state.params, state.opt_state, batch, rng, gather)
+          paradigm.loss, optimizers[None], state.params, state.opt_state, batch, rng, gather,
+          paradigm.non_trainable)
       metrics = {**metrics, "grad_norm": grad_norm,
                  "learning_rate": schedules[None](state.step)}
     else:
@@ -75,12 +102,15 @@ def make_train_step(paradigm: Paradigm, optimizers, schedules, ema_decay: float,
           return paradigm.loss[player]({**others, player: p}, batch, rng)
         params[player], opt_state[player], loss, m, g = _update(
             player_loss, optimizers[player], params[player], opt_state[player],
-            batch, jax.random.fold_in(rng, i), gather)
+            batch, jax.random.fold_in(rng, i), gather, paradigm.non_trainable)
         grad_norm = jnp.maximum(grad_norm, g)
         metrics.update({f"{player}/{k}": v for k, v in m.items()})
         metrics.update({f"{player}/loss": loss, f"{player}/grad_norm": g})
       # The scalar the loop logs and checks: the sum of the players' last losses.
       loss = sum(metrics[f"{p}/loss"] for p in dict.fromkeys(paradigm.update_schedule))
+    if paradigm.post_update is not None:
+      params = paradigm.post_update(
+          gather(params), batch, jax.random.fold_in(rng, 1 + len(paradigm.update_schedule)))
     loss_ok, grads_ok = jnp.isfinite(loss), jnp.isfinite(grad_norm)
     ok = loss_ok & grads_ok
     if skip_nonfinite:
