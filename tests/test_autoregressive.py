@@ -200,6 +200,40 @@ def test_tiny_gpt_overfits_a_small_text_and_continues_it():
   assert text[0] == TEXT[:35], text[0]
 
 
+def _nanogpt_lr(it, lr=1e-3, warmup=100, decay_iters=2000, min_lr=1e-4):
+  """get_lr of nanoGPT's train.py, written out from its source."""
+  if it < warmup:
+    return lr * (it + 1) / (warmup + 1)
+  if it > decay_iters:
+    return min_lr
+  ratio = (it - warmup) / (decay_iters - warmup)
+  return min_lr + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (lr - min_lr)
+
+
+def test_shakespeare_small_optimizer_is_nanogpts():
+  from experiments.configs import gpt as gpt_config
+  from gen_jax.train import optim
+  config = gpt_config.get_config("shakespeare_small")
+  opt, schedule = optim.make_optimizer(config.optimizer, config.num_train_steps)
+  steps = np.arange(config.num_train_steps + 1)
+  np.testing.assert_allclose(np.asarray(schedule(jnp.asarray(steps))),
+                             [_nanogpt_lr(s) for s in steps], rtol=1e-5)
+  # AdamW with a zero gradient moves only by the decoupled decay, p <- p - lr_0 wd p, and
+  # nanoGPT decays every parameter with ndim >= 2 (embeddings included), no gains.
+  paradigm = gpt.make(config.model, _text_info(config.seq_len))
+  params = paradigm.init(jax.random.key(0), _text_batch(2, config.seq_len))
+  updates, _ = opt.update(jax.tree.map(jnp.zeros_like, params), opt.init(params), params)
+  decayed = {jax.tree_util.keystr(k) for k, p in jax.tree_util.tree_leaves_with_path(params)
+             if p.ndim >= 2}
+  assert any("wte" in k for k in decayed) and any("wpe" in k for k in decayed)
+  for path, u in jax.tree_util.tree_leaves_with_path(updates):
+    p = params
+    for k in path:
+      p = p[k.key]
+    want = -_nanogpt_lr(0) * 0.1 * p if jax.tree_util.keystr(path) in decayed else 0 * p
+    np.testing.assert_allclose(u, want, rtol=1e-5, atol=1e-12)
+
+
 # --- pixel_ar --------------------------------------------------------------------------------
 
 DIGITS = DatasetInfo(name="digits", kind="image", shape=(4, 4, 1), num_levels=17, num_classes=10)

@@ -56,6 +56,7 @@ def get_config(arg: str = "shakespeare_small"):
   config.optimizer.learning_rate = 1e-3
   config.optimizer.schedule = "cosine"
   config.optimizer.warmup_steps = 100
+  config.optimizer.warmup_offset = 1      # nanoGPT's get_lr: lr (s + 1) / (warmup + 1) for s < warmup
   config.optimizer.final_lr_factor = 0.1  # 1e-3 -> 1e-4
   config.optimizer.b1 = 0.9
   config.optimizer.b2 = 0.99
