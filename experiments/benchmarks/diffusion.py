@@ -15,7 +15,9 @@ Parts (`run()` returns a dict of their results):
   eps-network through the VP -> EDM change of variables (Karras et al. 2022, Sec. 3:
   sigma = sqrt(1 - abar) / sqrt(abar), x_edm = x / sqrt(abar), D = x_edm - sigma eps),
   at NFE ~ 10, 20, 35, 50, 100; FD of 1,000 samples each, a PNG of the curve and the
-  ratio FD(NFE <= 35) / FD(ancestral 1000).
+  ratio FD(NFE <= 35) / FD(ancestral 1000). With --seeds=0,1,2 every sampler is run once
+  per sampling seed (same model, independent noise) and the summary gives each ratio's
+  mean and standard deviation over the seeds; the curve shows the mean FD and its range.
 Times are wall-clock on whatever machine runs it (state it with the numbers).
 """
 from __future__ import annotations
@@ -57,9 +59,9 @@ def _fd(scores):
   return next(v for k, v in scores.items() if k.startswith('FD'))
 
 
-def _sample_batched(fn, num, batch=500):
-  """fn(key, n) -> [n, ...]; draws num samples in batches (bounded memory)."""
-  out = [np.asarray(fn(jax.random.key(i), min(batch, num - i * batch)))
+def _sample_batched(fn, num, batch=500, seed=0):
+  """fn(key, n) -> [n, ...]; draws num samples in batches (bounded memory) from `seed`."""
+  out = [np.asarray(fn(jax.random.fold_in(jax.random.key(seed), i), min(batch, num - i * batch)))
          for i in range((num + batch - 1) // batch)]
   return np.concatenate(out)[:num]
 
@@ -121,7 +123,7 @@ def edm_denoiser_from_ddpm(model_config, info, params):
 
 
 def nfe_part(dataset='digits', workdir=None, steps=None, out='/tmp/gen_jax_diffusion_benchmark',
-             num=1000, nfes=NFES):
+             num=1000, nfes=NFES, seeds=(0,)):
   from gen_jax.paradigms import ddpm
   from gen_jax.samplers import diffusion as samplers
   from gen_jax.utils import images
@@ -132,47 +134,61 @@ def nfe_part(dataset='digits', workdir=None, steps=None, out='/tmp/gen_jax_diffu
   params = run.sampling_params(state)
   info = run.info
   model_config = run.config.model
-  rows = []
-
-  def record(sampler, nfe, fn):
-    t0 = time.time()
-    fake = _sample_batched(fn, num)
-    seconds = time.time() - t0
-    images.save_png(images.image_grid(fake[:64]),
-                    os.path.join(out, f'nfe_{sampler}_{nfe}.png'))
-    rows.append({'sampler': sampler, 'nfe': nfe, 'seconds_per_1000': round(seconds * 1000 / num, 1),
-                 **score(fake)})
-    print(json.dumps(rows[-1]), flush=True)
 
   ancestral = ddpm.make(model_config, info)
-  record('ancestral', model_config.num_diffusion_steps,
-         lambda k, n: ancestral.sample(params, k, n))
+  samplers_by_nfe = [('ancestral', model_config.num_diffusion_steps,
+                      lambda k, n: ancestral.sample(params, k, n))]
   ddim_cfg = model_config.copy_and_resolve_references()
   ddim_cfg.sampler, ddim_cfg.eta = 'ddim', 0.0
   ddim_p = ddpm.make(ddim_cfg, info)
-  for nfe in nfes:
-    record('ddim', nfe, lambda k, n, s=nfe: ddim_p.sample(params, k, n, num_steps=s))
+  samplers_by_nfe += [('ddim', nfe, lambda k, n, s=nfe: ddim_p.sample(params, k, n, num_steps=s))
+                      for nfe in nfes]
   denoise, sigma_min, _ = edm_denoiser_from_ddpm(model_config, info, params)
   for nfe in nfes:
     heun_steps = max(2, (nfe + 1) // 2)           # NFE = 2 N - 1
 
     @jax.jit
-    def heun(k, n=None, s=heun_steps):
+    def heun(k, s=heun_steps):
       return samplers.edm_sampler(denoise, (500, *info.shape), k, s, sigma_min=sigma_min,
                                   sigma_max=80.0)[0]
-    record('edm_heun', 2 * heun_steps - 1,
-           lambda k, n, f=heun: jnp.clip((f(k)[:n] + 1) / 2, 0, 1))
+    samplers_by_nfe.append(('edm_heun', 2 * heun_steps - 1,
+                            lambda k, n, f=heun: jnp.clip((f(k)[:n] + 1) / 2, 0, 1)))
 
-  ref = _fd(rows[0])
-  best = {s: min((_fd(r) for r in rows if r['sampler'] == s and r['nfe'] <= 35), default=None)
-          for s in ('ddim', 'edm_heun')}
-  summary = {'reference_fd_ancestral_1000': ref,
-             **{f'best_fd_{s}_nfe<=35': v for s, v in best.items()},
-             **{f'ratio_{s}_nfe<=35': (v / ref if v is not None else None)
-                for s, v in best.items()}}
+  rows = []
+  for seed in seeds:
+    for sampler, nfe, fn in samplers_by_nfe:
+      t0 = time.time()
+      fake = _sample_batched(fn, num, seed=seed)
+      seconds = time.time() - t0
+      if seed == seeds[0]:
+        images.save_png(images.image_grid(fake[:64]),
+                        os.path.join(out, f'nfe_{sampler}_{nfe}.png'))
+      rows.append({'seed': seed, 'sampler': sampler, 'nfe': nfe,
+                   'seconds_per_1000': round(seconds * 1000 / num, 1), **score(fake)})
+      print(json.dumps(rows[-1]), flush=True)
+  summary = _nfe_summary(rows, seeds)
   print(json.dumps(summary), flush=True)
   _plot(rows, os.path.join(out, f'nfe_curve_{dataset}.png'))
   return {'rows': rows, 'summary': summary}
+
+
+def _nfe_summary(rows, seeds):
+  """Per seed: FD(best sampler at NFE <= 35) / FD(ancestral 1000); then mean and std."""
+  ratios = {'ddim': [], 'edm_heun': []}
+  for seed in seeds:
+    mine = [r for r in rows if r['seed'] == seed]
+    ref = _fd(next(r for r in mine if r['sampler'] == 'ancestral'))
+    for s in ratios:
+      ratios[s].append(min(_fd(r) for r in mine if r['sampler'] == s and r['nfe'] <= 35) / ref)
+  refs = [_fd(r) for r in rows if r['sampler'] == 'ancestral']
+  summary = {'seeds': list(seeds), 'fd_ancestral_1000': refs,
+             'fd_ancestral_1000_mean': float(np.mean(refs)),
+             'fd_ancestral_1000_std': float(np.std(refs, ddof=1)) if len(refs) > 1 else None}
+  for s, v in ratios.items():
+    summary[f'ratio_{s}_nfe<=35'] = v
+    summary[f'ratio_{s}_nfe<=35_mean'] = float(np.mean(v))
+    summary[f'ratio_{s}_nfe<=35_std'] = float(np.std(v, ddof=1)) if len(v) > 1 else None
+  return summary
 
 
 def _plot(rows, path):
@@ -180,14 +196,24 @@ def _plot(rows, path):
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt
   fig, ax = plt.subplots(figsize=(5, 3.5))
+  def by_nfe(sampler):
+    fds = {}
+    for r in rows:
+      if r['sampler'] == sampler:
+        fds.setdefault(r['nfe'], []).append(_fd(r))
+    nfe = sorted(fds)
+    return nfe, [np.mean(fds[n]) for n in nfe], [min(fds[n]) for n in nfe], [max(fds[n]) for n in nfe]
   for sampler, marker in (('ddim', 'o-'), ('edm_heun', 's-')):
-    pts = sorted((r['nfe'], _fd(r)) for r in rows if r['sampler'] == sampler)
-    ax.plot(*zip(*pts), marker, label=sampler)
-  ref = [r for r in rows if r['sampler'] == 'ancestral'][0]
-  ax.axhline(_fd(ref), color='k', ls='--', label=f"ancestral ({ref['nfe']} NFE)")
+    nfe, mean, lo, hi = by_nfe(sampler)
+    line, = ax.plot(nfe, mean, marker, label=sampler)
+    ax.fill_between(nfe, lo, hi, color=line.get_color(), alpha=0.2)
+  nfe, mean, lo, hi = by_nfe('ancestral')
+  ax.axhline(mean[0], color='k', ls='--', label=f"ancestral ({nfe[0]} NFE)")
+  ax.axhspan(lo[0], hi[0], color='k', alpha=0.1)
   ax.set_xscale('log')
   ax.set_xlabel('NFE')
   ax.set_ylabel('FD (digits classifier)')
+  ax.set_title(f"{len({r['seed'] for r in rows})} sampling seed(s): mean, band = range", fontsize=9)
   ax.legend()
   fig.tight_layout()
   fig.savefig(path, dpi=120)
@@ -195,13 +221,13 @@ def _plot(rows, path):
 
 
 def run(parts=('paradigms', 'nfe'), dataset='digits', paradigms=PARADIGMS, steps=None,
-        workdir=None, out='/tmp/gen_jax_diffusion_benchmark') -> dict:
+        workdir=None, out='/tmp/gen_jax_diffusion_benchmark', seeds=(0,)) -> dict:
   os.makedirs(out, exist_ok=True)
   results = {}
   if 'paradigms' in parts:
     results['paradigms'] = paradigms_part(dataset, paradigms, steps, out)
   if 'nfe' in parts:
-    results['nfe'] = nfe_part(dataset, workdir, steps, out)
+    results['nfe'] = nfe_part(dataset, workdir, steps, out, seeds=seeds)
   return results
 
 
@@ -213,7 +239,8 @@ if __name__ == '__main__':
   parser.add_argument('--steps', type=int, default=None)
   parser.add_argument('--workdir', default=None, help='a trained ddpm workdir for --parts=nfe')
   parser.add_argument('--out', default='/tmp/gen_jax_diffusion_benchmark')
+  parser.add_argument('--seeds', default='0', help='sampling seeds of the nfe part, e.g. 0,1,2')
   args = parser.parse_args()
   res = run(tuple(args.parts.split(',')), args.dataset, tuple(args.paradigms.split(',')),
-            args.steps, args.workdir, args.out)
+            args.steps, args.workdir, args.out, tuple(int(s) for s in args.seeds.split(',')))
   print(json.dumps(res, default=str))
