@@ -115,3 +115,99 @@ def test_given_tokens_are_kept_and_counts_use_the_unknown_ones():
   counts = (np.asarray(info["trajectory"]) == K).sum(axis=2)[:, 0]
   assert list(counts) == [10] + [math.floor(math.cos(math.pi / 2 * t / steps) * 10)
                                  for t in (1, 2)] + [0]
+
+
+# --- training: mask and loss ---------------------------------------------------------------
+
+def test_training_mask_counts_follow_ceil_of_the_cosine_of_a_uniform_ratio():
+  # |M| = ceil(cos(pi r / 2) n), r ~ U[0, 1): P(|M| = k) = P(k - 1 < n cos(pi r / 2) <= k)
+  # = (2 / pi) (arccos((k - 1) / n) - arccos(k / n)), k = 1..n.
+  from gen_jax.paradigms import maskgit
+  rows, n = 40_000, 8
+  mask = np.asarray(jax.jit(maskgit.random_mask, static_argnums=1)(jax.random.key(0), (rows, n)))
+  counts = np.bincount(mask.sum(axis=1), minlength=n + 1)
+  assert counts[0] == 0
+  want = [2 / math.pi * (math.acos((k - 1) / n) - math.acos(k / n)) for k in range(1, n + 1)]
+  np.testing.assert_allclose(counts[1:] / rows, want, atol=0.01)
+  # Every position equally likely to be masked: E|M| / n each.
+  np.testing.assert_allclose(mask.mean(axis=0), np.dot(np.arange(1, n + 1), want) / n, atol=0.01)
+
+
+def test_masked_loss_is_the_cross_entropy_of_the_masked_positions_only():
+  from gen_jax.paradigms import maskgit
+  logits = np.array([[[2.0, 0.0, -1.0], [0.5, 0.5, 3.0], [1.0, -2.0, 0.0]],
+                     [[0.0, 1.0, 0.0], [4.0, 0.0, 1.0], [-1.0, 2.0, 2.0]]], np.float32)
+  codes = np.array([[0, 2, 1], [1, 1, 2]])
+  mask = np.array([[True, False, True], [False, True, False]])
+  seen = []
+
+  def logits_fn(canvas):
+    seen.append(np.asarray(canvas))
+    return jnp.asarray(logits)
+
+  nats, metrics = maskgit.masked_token_loss(logits_fn, jnp.asarray(codes), jnp.asarray(mask), 3)
+  np.testing.assert_array_equal(seen[0], [[3, 2, 3], [1, 3, 2]])    # [MASK] = 3 where masked
+  ce = lambda z, y: math.log(sum(math.exp(v) for v in z)) - z[y]
+  by_hand = np.mean([ce(logits[0, 0], 0), ce(logits[0, 2], 1), ce(logits[1, 1], 1)])
+  np.testing.assert_allclose(nats, by_hand, rtol=1e-6)
+  np.testing.assert_allclose(metrics["mask_fraction"], 0.5)
+
+
+# --- the paradigm --------------------------------------------------------------------------
+
+PATTERNS = np.array([[0, 1, 2, 3], [3, 3, 0, 0]])    # two 2x2 code images, K = 4
+
+
+def _codes_info():
+  """Codes of a stand-in stage 1 whose decoder writes code k as the level k / (K - 1)."""
+  from gen_jax.data.info import DatasetInfo
+  stage1 = types.SimpleNamespace(decode=lambda c: (c[..., None] / 3.0).astype(jnp.float32))
+  return DatasetInfo(name="encoded", kind="codes", shape=(2, 2), num_levels=4, num_codes=4,
+                     image_shape=(2, 2, 1), num_classes=None, stage1=stage1)
+
+
+def test_maskgit_learns_two_code_images_and_samples_them_in_t_steps():
+  import optax
+  from gen_jax.paradigms import maskgit
+  model = ml_collections.ConfigDict(dict(num_layers=1, num_heads=2, embed_dim=32, mlp_ratio=2,
+                                         num_steps=3))
+  p = maskgit.make(model, _codes_info())
+  assert p.log_likelihood is None
+  batch = {"codes": jnp.asarray(np.repeat(PATTERNS, 16, axis=0).reshape(-1, 2, 2))}
+  params = p.init(jax.random.key(0), batch)
+  tx = optax.adam(3e-3)
+  opt = tx.init(params)
+
+  @jax.jit
+  def step(params, opt, rng):
+    (loss, metrics), g = jax.value_and_grad(p.loss, has_aux=True)(params, batch, rng)
+    updates, opt = tx.update(g, opt)
+    return optax.apply_updates(params, updates), opt, loss
+
+  for i in range(300):
+    params, opt, _ = step(params, opt, jax.random.key(i))
+  # Any visible token determines the pattern; with all 4 masked (P = (2/pi) arccos(3/4)) each
+  # masked token is a coin flip. So the best loss is log 2 * 4 P(|M| = 4) / E|M| = 0.430, while
+  # a model ignoring the context scores log 2 = 0.693 on every token.
+  p4 = 2 / math.pi * math.acos(3 / 4)
+  e_m = sum(k * 2 / math.pi * (math.acos((k - 1) / 4) - math.acos(k / 4)) for k in range(1, 5))
+  best = math.log(2) * 4 * p4 / e_m
+  loss = np.mean([p.loss(params, batch, jax.random.key(10_000 + i))[0] for i in range(16)])
+  assert best - 0.02 < loss < 0.55, (loss, best)
+  images, frames, info = p.sample(params, jax.random.key(1), 64, temperature=0.5,
+                                  return_trajectory=True,
+                                  return_info=True)
+  assert images.shape == (64, 2, 2, 1) and frames.shape == (3, 64, 2, 2, 1) and info["nfe"] == 3
+  codes = np.rint(np.asarray(images).reshape(64, 4) * 3).astype(int)
+  is_pattern = (codes[:, None, :] == PATTERNS[None]).all(-1)
+  assert is_pattern.any(axis=1).mean() >= 0.9
+  assert 0.2 < is_pattern[:, 0].mean() < 0.8           # both modes drawn
+  np.testing.assert_array_equal(frames[-1], images)     # the last prediction is the sample
+
+
+def test_maskgit_refuses_data_that_are_not_codes():
+  from gen_jax.data.info import DatasetInfo
+  from gen_jax.paradigms import maskgit
+  with pytest.raises(ValueError, match="encoded"):
+    maskgit.make(ml_collections.ConfigDict(), DatasetInfo(name="digits", kind="image",
+                                                          shape=(8, 8, 1), num_levels=17))

@@ -55,7 +55,7 @@ def decoding_mask_counts(num_unknown, t, num_steps: int):
   return jnp.maximum(n, 0.0).astype(jnp.int32)
 
 
-def _ranks(scores):
+def ranks(scores):
   """rank of each entry along the last axis, 0 = smallest (ties broken by position)."""
   return jnp.argsort(jnp.argsort(scores, axis=-1), axis=-1)
 
@@ -107,7 +107,7 @@ def decode(logits_fn: Callable, tokens, rng, num_steps: int, *, mask_id: int,
     confidence = jnp.where(masked, confidence, jnp.inf)        # fixed tokens stay fixed
     n_t = jnp.minimum(decoding_mask_counts(num_unknown, t, num_steps),
                       jnp.maximum(jnp.sum(masked, axis=-1) - 1, 0))
-    remask = _ranks(confidence) < n_t[:, None]                 # the n_t least confident
+    remask = ranks(confidence) < n_t[:, None]                 # the n_t least confident
     new = jnp.where(remask, mask_id, sampled)
     return new, ((new, sampled) if return_trajectory else None)
 
