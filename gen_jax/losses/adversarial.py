@@ -86,9 +86,28 @@ def least_squares_g_loss(fake_logits):
 
 
 class AdversarialLoss(NamedTuple):
-  """The two players' objectives of one GAN formulation."""
-  d_loss: Callable  # (real_logits [B], fake_logits [B]) -> scalar
-  g_loss: Callable  # (fake_logits [B]) -> scalar
+  """The two players' objectives of one GAN formulation, as plain functions of logits.
+
+  Attributes:
+    d_loss: (real_logits [B], fake_logits [B]) -> scalar, minimised by D.
+    g_loss: (fake_logits [B]) -> scalar, minimised by G; when ``g_sees_real`` it is
+      (real_logits [B], fake_logits [B]) -> scalar, for objectives in which G's loss
+      depends on D(x) too, such as the relativistic losses (Jolicoeur-Martineau 2018,
+      arXiv:1807.00734), where G raises D(G(z)) relative to D(x).
+    g_sees_real: whether ``g_loss`` takes the real logits as its first argument.
+
+  A pair written outside the library trains with the GAN paradigm unchanged:
+  ``gen_jax.paradigms.gan.make(config.model, info, adversarial_loss=pair)``.
+  """
+  d_loss: Callable
+  g_loss: Callable
+  g_sees_real: bool = False
+
+  def generator_loss(self, real_logits, fake_logits):
+    """L_G from both logits, whichever form ``g_loss`` takes."""
+    if self.g_sees_real:
+      return self.g_loss(real_logits, fake_logits)
+    return self.g_loss(fake_logits)
 
 
 NON_SATURATING = AdversarialLoss(non_saturating_d_loss, non_saturating_g_loss)

@@ -14,6 +14,14 @@ generator G minimises L_G, chosen by ``config.model.loss`` from
 and ``r1_gamma`` > 0 adds (γ/2) E_x ||∇_x D(x)||^2 to L_D for any loss
 (Mescheder et al. 2018, arXiv:1801.04406). z ~ N(0, I_latent_dim).
 
+A loss the library lacks needs no edit here: write it as an
+`adversarial.AdversarialLoss` of two plain functions of the logits and pass it
+as ``make(config.model, info, adversarial_loss=pair)`` (or ``build(...)``); it
+replaces ``config.model.loss`` (R1 still follows ``r1_gamma``; the gradient
+penalty belongs to the named 'wgan_gp' and is not added). Its ``g_loss`` may
+read D(x) as well (``g_sees_real=True``), as relativistic losses do
+(notebooks/02_your_own_loss.ipynb trains one).
+
 The two-player contract (`gen_jax.paradigms.base`): params are
 ``{'generator': ..., 'discriminator': ...}``; ``loss`` is
 ``{'discriminator': fn, 'generator': fn}``, each fn(params, batch, rng) reading
@@ -108,7 +116,8 @@ def _check_info(info, net, num_upsamples, conditional):
         '(num_classes is unset). Use the unconditional paradigm "gan", or a labelled dataset.')
 
 
-def build(model_config, info, *, conditional: bool) -> Paradigm:
+def build(model_config, info, *, conditional: bool,
+          adversarial_loss: Optional[adversarial.AdversarialLoss] = None) -> Paradigm:
   """The (conditional) GAN paradigm for `info`'s data, configured by `model_config`.
 
   Args:
@@ -116,6 +125,9 @@ def build(model_config, info, *, conditional: bool) -> Paradigm:
       their defaults).
     info: the dataset's `gen_jax.data.DatasetInfo`.
     conditional: class-conditional G and projection D, both fed batch['label'].
+    adversarial_loss: the players' objectives; None takes the pair that
+      `config.model.loss` names. A given pair replaces it (and the 'wgan_gp'
+      gradient penalty); R1 still follows `r1_gamma`.
   Returns:
     a two-player `Paradigm` whose log_likelihood is None.
   """
@@ -124,12 +136,15 @@ def build(model_config, info, *, conditional: bool) -> Paradigm:
   if net == 'auto':
     net = 'conv' if info.kind == 'image' else 'mlp'
   _check_info(info, net, f('num_upsamples'), conditional)
-  loss_name = f('loss')
-  if loss_name not in adversarial.LOSS_NAMES:
-    raise UserError(f'Unknown adversarial loss {loss_name!r}. Set config.model.loss to one of '
-                    f'{adversarial.LOSS_NAMES}.')
-  pair = adversarial.get_adversarial_loss(loss_name)
-  gp_weight = float(f('gp_weight')) if loss_name == 'wgan_gp' else 0.0
+  if adversarial_loss is None:
+    loss_name = f('loss')
+    if loss_name not in adversarial.LOSS_NAMES:
+      raise UserError(f'Unknown adversarial loss {loss_name!r}. Set config.model.loss to one '
+                      f'of {adversarial.LOSS_NAMES}.')
+    pair = adversarial.get_adversarial_loss(loss_name)
+    gp_weight = float(f('gp_weight')) if loss_name == 'wgan_gp' else 0.0
+  else:
+    pair, gp_weight = adversarial_loss, 0.0
   r1_gamma = float(f('r1_gamma'))
   n_critic = int(f('n_critic'))
   if n_critic < 1:
@@ -217,9 +232,11 @@ def build(model_config, info, *, conditional: bool) -> Paradigm:
   def generator_loss(params, batch, rng):
     """L_G, differentiated by the loop w.r.t. params['generator']."""
     z_rng, _ = jax.random.split(rng)
-    _, x_fake, label = fake_batch(params, batch, z_rng)
+    x_real, x_fake, label = fake_batch(params, batch, z_rng)
     fake_logits = discriminate(params[DISCRIMINATOR], x_fake, label)
-    g_loss = pair.g_loss(fake_logits)
+    # D(x) costs a forward pass: only for objectives that read it (relativistic ones).
+    real_logits = discriminate(params[DISCRIMINATOR], x_real, label) if pair.g_sees_real else None
+    g_loss = pair.generator_loss(real_logits, fake_logits)
     return g_loss, {'g_loss': g_loss, 'g_fake_logit': jnp.mean(fake_logits)}
 
   def to_data_space(x):
@@ -251,6 +268,7 @@ def build(model_config, info, *, conditional: bool) -> Paradigm:
   )
 
 
-def make(model_config, info) -> Paradigm:
-  """The unconditional GAN for `info`'s data (see the module docstring)."""
-  return build(model_config, info, conditional=False)
+def make(model_config, info, adversarial_loss=None) -> Paradigm:
+  """The unconditional GAN for `info`'s data (see the module docstring); `adversarial_loss`
+  (an `adversarial.AdversarialLoss`) replaces the pair `config.model.loss` names."""
+  return build(model_config, info, conditional=False, adversarial_loss=adversarial_loss)
