@@ -1,0 +1,125 @@
+r"""Captions of digit labels with varied wording, and their word- or character-level tokenizer.
+
+The text-to-image model (gen_jax.paradigms.text2image) learns p(image | caption)
+from labelled digits: each label c gets a caption drawn from TEMPLATES, e.g.
+
+    "a handwritten seven", "the digit 7", "seven", "a picture of the number 7", ...
+
+Pure Python and numpy (no TFDS, no grain), so paradigms may import it.
+
+Tokenization. A prompt is normalised (lower case, runs of white space -> one
+space, stripped) and split into words (level "word") or characters (level
+"char"). The vocabulary is fixed by the templates: every word (or character) of
+every caption of every digit, in sorted order after the padding token <pad>
+(id 0). A caption is `max_len` ids, padded on the right with <pad>; `max_len`
+defaults to the longest template caption. A prompt with words/characters
+outside the vocabulary, or longer than max_len, raises a UserError naming them.
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+
+import numpy as np
+
+from gen_jax.errors import UserError
+
+NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+NUM_DIGITS = len(NUMBER_WORDS)
+
+# {word}: the digit as a word ("seven"); {digit}: as a numeral ("7").
+# Template 0 is the one used when sampling for a label without a prompt.
+TEMPLATES = (
+    "a handwritten {word}",
+    "the digit {digit}",
+    "{word}",
+    "a picture of the number {digit}",
+    "the digit {word}",
+    "{digit}",
+    "a handwritten {digit}",
+    "the number {word}",
+    "a picture of the number {word}",
+    "an image of the digit {digit}",
+    "a drawing of the number {word}",
+    "handwritten digit {word}",
+)
+PAD = "<pad>"
+LEVELS = ("word", "char")
+
+
+def caption(label: int, template: int) -> str:
+  """The caption of digit `label` (0..9) written with TEMPLATES[template]."""
+  return TEMPLATES[template].format(word=NUMBER_WORDS[label], digit=str(label))
+
+
+def normalize(text: str) -> str:
+  """Lower case, white space collapsed to single spaces, stripped."""
+  return re.sub(r"\s+", " ", text.lower()).strip()
+
+
+def split(text: str, level: str) -> list[str]:
+  """Normalised text -> words ("word") or characters ("char")."""
+  text = normalize(text)
+  if level == "word":
+    return text.split(" ") if text else []
+  if level == "char":
+    return list(text)
+  raise UserError(f"caption level {level!r} is not one of {LEVELS}; set model.caption_level.")
+
+
+@dataclasses.dataclass(frozen=True)
+class CaptionVocab:
+  """A fixed caption vocabulary: `tokens[i]` is token i (tokens[0] = <pad>), `max_len` ids a caption."""
+  level: str
+  tokens: tuple
+  max_len: int
+
+  @property
+  def size(self) -> int:
+    return len(self.tokens)
+
+  def encode(self, text: str) -> np.ndarray:
+    """Text -> int32 [max_len] token ids, right-padded with <pad> (0).
+
+    Raises UserError naming the words/characters outside the vocabulary (and listing
+    the allowed ones), or saying the prompt is longer than max_len tokens.
+    """
+    pieces = split(text, self.level)
+    index = {t: i for i, t in enumerate(self.tokens)}
+    unknown = sorted({p for p in pieces if p not in index or p == PAD})
+    what = "words" if self.level == "word" else "characters"
+    if unknown:
+      raise UserError(
+          f"Prompt {text!r} has {what} outside the text2image vocabulary: "
+          f"{', '.join(repr(u) for u in unknown)}. Allowed {what}: "
+          f"{', '.join(repr(t) for t in self.tokens[1:])} (e.g. {caption(3, 0)!r}).")
+    if len(pieces) > self.max_len:
+      raise UserError(
+          f"Prompt {text!r} has {len(pieces)} {what}; the model reads at most {self.max_len}. "
+          f"Shorten it (e.g. {caption(3, 0)!r}).")
+    ids = np.zeros(self.max_len, np.int32)
+    ids[:len(pieces)] = [index[p] for p in pieces]
+    return ids
+
+  def decode(self, ids) -> str:
+    """Token ids -> text (padding dropped; words joined by spaces)."""
+    pieces = [self.tokens[int(i)] for i in np.asarray(ids).reshape(-1) if int(i) != 0]
+    return (" " if self.level == "word" else "").join(pieces)
+
+
+def make_vocab(level: str = "word", max_len: int = 0) -> CaptionVocab:
+  """The vocabulary of all template captions of all digits; max_len 0 = the longest caption."""
+  captions = [caption(c, t) for c in range(NUM_DIGITS) for t in range(len(TEMPLATES))]
+  pieces = [split(text, level) for text in captions]
+  longest = max(len(p) for p in pieces)
+  if max_len and max_len < longest:
+    raise UserError(f"model.caption_len={max_len} is shorter than the longest template caption "
+                    f"({longest} {level}s); raise it or set 0 (= {longest}).")
+  tokens = (PAD, *sorted({t for p in pieces for t in p}))
+  return CaptionVocab(level=level, tokens=tokens, max_len=max_len or longest)
+
+
+def caption_table(vocab: CaptionVocab) -> np.ndarray:
+  """int32 [10, len(TEMPLATES), max_len]: the token ids of every template caption of every digit."""
+  return np.stack([np.stack([vocab.encode(caption(c, t)) for t in range(len(TEMPLATES))])
+                   for c in range(NUM_DIGITS)])
