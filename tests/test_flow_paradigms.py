@@ -20,8 +20,9 @@ DIGITS = DatasetInfo(name="digits", kind="image", shape=(8, 8, 1), num_levels=17
 POINTS = DatasetInfo(name="toy2d/eight_gaussians", kind="points", shape=(2,))
 
 
-def image_config(num_scales=2, steps=1, hidden=8):
-  return ml_collections.ConfigDict(dict(num_scales=num_scales, steps_per_scale=steps, hidden=hidden))
+def image_config(num_scales=2, steps=1, hidden=8, **fields):
+  return ml_collections.ConfigDict(dict(num_scales=num_scales, steps_per_scale=steps, hidden=hidden,
+                                        **fields))
 
 
 def random_images(n, info=DIGITS, seed=0):
@@ -53,6 +54,31 @@ def test_realnvp_at_init_is_a_standard_normal_on_the_rescaled_data():
   np.testing.assert_allclose(loss, -by_hand.mean() / d / np.log(2), rtol=1e-5)
   np.testing.assert_allclose(metrics["bits_per_dim"], loss)
   assert not paradigm.likelihood_is_exact
+
+
+def test_realnvp_with_logit_transform_at_init_by_hand():
+  """Identity flow after RealNVP's logit transform: log p(v) = sum log N(y; 0, 1)
+  + sum log|dy/dw| - D log L with y = logit(a + (1 - 2a) w), w = (x + u) / L."""
+  a = 0.05
+  paradigm = realnvp.make(image_config(logit_alpha=a), DIGITS)
+  batch = random_images(3)
+  params = paradigm.init(jax.random.key(0), batch)
+  rng = jax.random.key(5)
+  u = np.asarray(jax.random.uniform(rng, batch["image"].shape), np.float64)
+  s = a + (1 - 2 * a) * (batch["image"].astype(np.float64) + u) / 17
+  y = np.log(s) - np.log(1 - s)
+  log_dy_dw = np.log(1 - 2 * a) - np.log(s) - np.log(1 - s)
+  by_hand = (-0.5 * y**2 - 0.5 * np.log(2 * np.pi) + log_dy_dw).reshape(3, -1).sum(1) - 64 * np.log(17)
+  np.testing.assert_allclose(paradigm.log_likelihood(params, batch, rng), by_hand, rtol=1e-5)
+  # Samples invert the transform: at temperature 0, z = 0 -> y = 0 -> w = 1/2 -> level floor(17 / 2).
+  np.testing.assert_allclose(paradigm.sample(params, rng, 1, temperature=0.0), 8 / 16)
+
+
+def test_sample_temperature_config_sets_the_default_temperature():
+  paradigm = glow.make(image_config(sample_temperature=0.0), DIGITS)
+  params = perturb(paradigm.init(jax.random.key(0), random_images(16)), 1)
+  np.testing.assert_array_equal(paradigm.sample(params, jax.random.key(3), 2),
+                                paradigm.sample(params, jax.random.key(4), 2, temperature=0.0))
 
 
 @pytest.mark.parametrize("make", [glow.make, realnvp.make])

@@ -176,7 +176,10 @@ class AffineCoupling(_Bijector):
   conditioner's last layer is zero-initialised, so the layer starts as the identity.
   Inverse: x = b * y + (1 - b) * (y - t) * exp(-s), with the same (s, t) since b*y = b*x.
   `mask` is 'checkerboard' or 'channel' (images, conv conditioner) or 'alternate'
-  (vectors, MLP conditioner).
+  (vectors, MLP conditioner). An optional `context` (same leading shape as x, any number
+  of channels) is concatenated to the conditioner's input, making (s, t) = NN(b * x, context)
+  a conditional coupling (Flow++'s dequantizer q(u | x), arXiv:1902.00275, §3.1); the
+  Jacobian with respect to x is unchanged.
   """
   mask: str
   parity: int = 0
@@ -184,7 +187,7 @@ class AffineCoupling(_Bijector):
   num_layers: int = 2
 
   @nn.compact
-  def __call__(self, x, reverse: bool = False):
+  def __call__(self, x, reverse: bool = False, context=None):
     c = x.shape[-1]
     b = jnp.asarray(coupling_mask(x.shape[1:], self.mask, self.parity), x.dtype)
     if self.mask == 'alternate':
@@ -194,6 +197,8 @@ class AffineCoupling(_Bijector):
       net = ConvConditioner(self.hidden, 2 * c, name='conditioner')
       # The checkerboard mask is fed in as an extra channel so the net knows which pixels are given.
       h = jnp.concatenate([b * x, jnp.broadcast_to(b[..., :1], x.shape[:-1] + (1,))], axis=-1)
+    if context is not None:
+      h = jnp.concatenate([h, context], axis=-1)
     s_raw, t = jnp.split(net(h), 2, axis=-1)
     scale = self.param('scale', nn.initializers.ones, (c,))
     s = (1 - b) * scale * jnp.tanh(s_raw)
@@ -202,6 +207,65 @@ class AffineCoupling(_Bijector):
     if not reverse:
       return x * jnp.exp(s) + t, log_det
     return (x - t) * jnp.exp(-s), -log_det
+
+
+class LogitTransform(_Bijector):
+  r"""The logit preprocessing of RealNVP (arXiv:1605.08803, §4.1): w in [0, 1)^D ->
+  y = logit(s), s = alpha + (1 - 2 alpha) w, so the flow sees unbounded data.
+
+  log|det dy/dw| = sum_d [log(1 - 2 alpha) - log s_d - log(1 - s_d)].
+  Inverse: w = (sigmoid(y) - alpha) / (1 - 2 alpha).
+  """
+  alpha: float = 0.05
+
+  def __call__(self, w, reverse: bool = False):
+    a = self.alpha
+    if not reverse:
+      s = a + (1 - 2 * a) * w
+      y = jnp.log(s) - jnp.log1p(-s)
+      return y, _sum_except_batch(math.log(1 - 2 * a) - jnp.log(s) - jnp.log1p(-s))
+    s = jax.nn.sigmoid(w)
+    log_det = _sum_except_batch(jax.nn.log_sigmoid(w) + jax.nn.log_sigmoid(-w) - math.log(1 - 2 * a))
+    return (s - a) / (1 - 2 * a), log_det
+
+
+class VariationalDequantizer(nn.Module):
+  r"""The dequantization distribution q(u | x) on (0, 1)^D of Flow++ (Ho et al. 2019,
+  arXiv:1902.00275, §3.1), as a map of uniform noise w ~ U(0, 1)^D conditioned on x:
+
+      eps = logit(w),  e = g(eps; x),  u = sigmoid(e),
+      log q(u | x) = -log|det du/dw|
+                   = -[log|det dg/deps| + sum_d (log sigmoid'(e_d) - log sigmoid'(eps_d))],
+
+  since w has density 1 on the unit cube (logit(w) is a standard logistic variable, whose
+  density is sigmoid'). g is `num_steps` checkerboard affine couplings (alternating parity)
+  whose conv conditioners also see features of x (a small conv net, computed once). The
+  couplings' conditioners are zero-initialised, so at init g is the identity, u = w and
+  log q(u | x) = 0: exactly uniform dequantization.
+
+  ``apply(variables, w, x_context) -> (u, log_q)``: w [B, H, W, C] in (0, 1), x_context
+  [B, H, W, C'] (e.g. the levels rescaled to [-1/2, 1/2]); u [B, H, W, C], log_q [B].
+  w is clipped to [1e-6, 1 - 1e-6] (logit(0) = -inf) and u to at most the largest float32
+  below 1 (sigmoid rounds to 1 for e > 16.6), so that u lies in [0, 1).
+  """
+  num_steps: int = 4
+  hidden: int = 32
+
+  @nn.compact
+  def __call__(self, w, x_context):
+    feats = nn.relu(nn.Conv(self.hidden, (3, 3), name='context_conv0')(x_context))
+    feats = nn.relu(nn.Conv(self.hidden, (3, 3), name='context_conv1')(feats))
+    w = jnp.clip(w, 1e-6, 1 - 1e-6)
+    eps = jnp.log(w) - jnp.log1p(-w)
+    e, log_det = eps, jnp.zeros(w.shape[:1], w.dtype)
+    for k in range(self.num_steps):
+      e, ld = AffineCoupling('checkerboard', k % 2, self.hidden, name=f'coupling{k}')(
+          e, context=feats)
+      log_det = log_det + ld
+    log_sigmoid_prime = lambda a: jax.nn.log_sigmoid(a) + jax.nn.log_sigmoid(-a)
+    log_det = log_det + _sum_except_batch(log_sigmoid_prime(e) - log_sigmoid_prime(eps))
+    u = jnp.minimum(jax.nn.sigmoid(e), np.float32(1.0) - np.finfo(np.float32).epsneg)
+    return u, -log_det
 
 
 def squeeze(x):

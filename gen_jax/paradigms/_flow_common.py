@@ -1,18 +1,24 @@
 r"""What the flow paradigms (realnvp, glow, flow2d) share: data checks, init, loss,
 likelihood and sampling around a bijective linen module from `gen_jax.nets.flows`.
 
-Images. Integer levels x in {0..L-1}^D are dequantized, v = x + u with
-u ~ U[0, 1)^D, and rescaled to y = v / L - 1/2 in [-1/2, 1/2)^D; the flow maps
-y to z with log p(y) = log N(z; 0, I) + log|det dz/dy|, and
-log p(v) = log p(y) - D log L. `log_likelihood` returns log p(v) for one draw of u:
-the flow's density of v is exact, and it is an unbiased estimate of a lower
-bound on log P(x) of the discrete levels (Theis et al. 2016, arXiv:1511.01844),
-which is why `likelihood_is_exact` is False for the image paradigms.
+Images. Integer levels x in {0..L-1}^D are dequantized, v = x + u, and rescaled to
+w = v / L in [0, 1)^D, then to the flow's input y = w - 1/2 (or, with model.logit_alpha > 0,
+RealNVP's y = logit(alpha + (1 - 2 alpha) w)); the flow maps y to z, so
+log p(v) = log N(z; 0, I) + log|det dz/dy| + log|det dy/dw| - D log L.
+* model.dequantization = 'uniform': u ~ U[0, 1)^D (Theis et al. 2016, arXiv:1511.01844).
+  `log_likelihood` returns log p(v) for one draw of u: the flow's density of v is exact,
+  and it is an unbiased estimate of a lower bound on log P(x) of the discrete levels.
+* 'variational' (Flow++, Ho et al. 2019, arXiv:1902.00275): u ~ q(u | x), a conditional
+  flow (`gen_jax.nets.flows.VariationalDequantizer`) trained jointly; `log_likelihood`
+  returns log p(v) - log q(u | x), one draw of the bound (which training tightens)
+  log P(x) >= E_q[log p(x + u) - log q(u | x)].
+Either way `likelihood_is_exact` is False for the image paradigms.
 
 Points (toy2d). The flow models the continuous data directly: log p(x) is exact.
 
 Sampling: z = temperature * eps, eps ~ N(0, I), then one inverse pass; images
-are quantized back to levels, floor((y + 1/2) L), and returned as level / (L - 1).
+are quantized back to levels, floor(w L), and returned as level / (L - 1). The default
+temperature is model.sample_temperature (Glow samples at 0.7, arXiv:1807.03039 §5).
 """
 from __future__ import annotations
 
@@ -21,7 +27,9 @@ import math
 import jax
 import jax.numpy as jnp
 
+from gen_jax.errors import UserError
 from gen_jax.losses import nll as nll_lib
+from gen_jax.nets import flows
 from gen_jax.paradigms.base import Paradigm
 
 
@@ -57,48 +65,108 @@ def _non_constant(x):
   return jnp.any(x != x[:1]) if x.shape[0] > 1 else jnp.asarray(False)
 
 
-def image_flow_paradigm(flow, info) -> Paradigm:
-  """A Paradigm of uniformly dequantized images under the bijection `flow` (an
-  `x -> (z [B, D], log_det [B])` linen module with `reverse=True` for the inverse)."""
+def check_dequantization(model_config):
+  """Raises UserError unless model.dequantization is 'uniform' or 'variational' and
+  model.logit_alpha is in [0, 1/2)."""
+  kind = model_config.get("dequantization", "uniform")
+  if kind not in ("uniform", "variational"):
+    raise UserError(f"Unknown model.dequantization {kind!r}; use 'uniform' or 'variational'.")
+  alpha = model_config.get("logit_alpha", 0.0)
+  if not 0.0 <= alpha < 0.5:
+    raise UserError(f"model.logit_alpha must be in [0, 0.5) (0 = no logit transform); got {alpha}.")
+
+
+def image_flow_paradigm(flow, info, model_config=None) -> Paradigm:
+  """A Paradigm of dequantized images under the bijection `flow` (an
+  `y -> (z [B, D], log_det [B])` linen module with `reverse=True` for the inverse).
+
+  model_config fields read here (all optional): dequantization ('uniform' | 'variational'),
+  dequantizer_steps, dequantizer_hidden (the q(u | x) flow), logit_alpha (0 = y = w - 1/2;
+  > 0 = RealNVP's logit transform), sample_temperature (the default of `sample`).
+  Params are the flow's params with uniform dequantization, and
+  {'flow': ..., 'dequantizer': ...} with variational dequantization.
+  """
+  model_config = model_config or {}
+  check_dequantization(model_config)
   num_levels = int(info.num_levels)
   shape = tuple(info.shape)
   num_dims = math.prod(shape)
+  alpha = float(model_config.get("logit_alpha", 0.0))
+  logit = flows.LogitTransform(alpha) if alpha > 0 else None
+  dequantizer = None
+  if model_config.get("dequantization", "uniform") == "variational":
+    dequantizer = flows.VariationalDequantizer(
+        num_steps=int(model_config.get("dequantizer_steps", 4)),
+        hidden=int(model_config.get("dequantizer_hidden", 32)))
+  default_temperature = float(model_config.get("sample_temperature", 1.0))
 
-  def to_flow_space(rng, x_levels):
-    v = nll_lib.uniform_dequantize(rng, x_levels)  # [0, L)
-    return v / num_levels - 0.5                    # y = v / L - 1/2, scale 1/L
+  def to_flow_space(w):
+    """w = v / L in [0, 1)^D -> (y, log|det dy/dw| [B])."""
+    if logit is None:
+      return w - 0.5, jnp.zeros(w.shape[:1], w.dtype)
+    return logit.apply({}, w)
+
+  def from_flow_space(y):
+    return y + 0.5 if logit is None else logit.apply({}, y, reverse=True)[0]
+
+  def context(x_levels):
+    return jnp.asarray(x_levels, jnp.float32) / (num_levels - 1) - 0.5
+
+  def dequantize(dequantizer_params, rng, x_levels):
+    """(v = x + u, log q(u | x) [B] or None): u ~ U[0, 1)^D, or u ~ q(u | x), a map of the
+    same uniform draw (identical to it while the dequantizer is the identity)."""
+    if dequantizer is None:
+      return nll_lib.uniform_dequantize(rng, x_levels), None
+    w = jax.random.uniform(rng, jnp.shape(x_levels), dtype=jnp.float32)
+    u, log_q = dequantizer.apply({"params": dequantizer_params}, w, context(x_levels))
+    return jnp.asarray(x_levels, jnp.float32) + u, log_q
+
+  def split(params):
+    return (params["flow"], params["dequantizer"]) if dequantizer else (params, None)
 
   def init(rng, example_batch):
     """Params; ActNorm layers are initialised from the statistics of `example_batch`
     (when it holds more than one distinct image; else they start as the identity)."""
     x = example_batch["image"]
-    y = to_flow_space(jax.random.fold_in(rng, 1), x)
+    # Uniformly dequantized data: what a variational dequantizer also gives at its init.
+    y, _ = to_flow_space(nll_lib.uniform_dequantize(jax.random.fold_in(rng, 1), x) / num_levels)
     params = flow.init(jax.random.fold_in(rng, 0), y)["params"]
-    return _actnorm_to_identity_unless(params, _non_constant(x))
+    params = _actnorm_to_identity_unless(params, _non_constant(x))
+    if dequantizer is None:
+      return params
+    w = jnp.full(jnp.shape(x), 0.5, jnp.float32)
+    return {"flow": params,
+            "dequantizer": dequantizer.init(jax.random.fold_in(rng, 2), w, context(x))["params"]}
 
   def flow_terms(params, batch, rng):
+    """(log p_Z(z), log|det dz/dw|, log q(u | x) or None), all [B], for w = (x + u) / L."""
     x = batch["image"]
     if x.shape[1:] != shape:
       raise ValueError(f"Expected images of shape {shape}, got {x.shape[1:]}.")
-    z, log_det = flow.apply({"params": params}, to_flow_space(rng, x))
-    return nll_lib.standard_normal_log_prob(z), log_det
+    flow_params, dequantizer_params = split(params)
+    v, log_q = dequantize(dequantizer_params, rng, x)
+    y, log_det_pre = to_flow_space(v / num_levels)
+    z, log_det = flow.apply({"params": flow_params}, y)
+    return nll_lib.standard_normal_log_prob(z), log_det + log_det_pre, log_q
 
   def loss(params, batch, rng):
-    log_p_z, log_det = flow_terms(params, batch, rng)
-    bpd, metrics = nll_lib.dequantized_flow_nll(log_p_z, log_det, num_dims, num_levels)
+    log_p_z, log_det, log_q = flow_terms(params, batch, rng)
+    bpd, metrics = nll_lib.dequantized_flow_nll(log_p_z, log_det, num_dims, num_levels, log_q)
     metrics["log_det_per_dim"] = jnp.mean(log_det) / num_dims
     return bpd, metrics
 
   def log_likelihood(params, batch, rng):
-    log_p_z, log_det = flow_terms(params, batch, rng)
-    return nll_lib.dequantized_log_likelihood(
+    """One-sample estimate of the dequantization bound on log P(x), nats [B]."""
+    log_p_z, log_det, log_q = flow_terms(params, batch, rng)
+    log_p_v = nll_lib.dequantized_log_likelihood(
         nll_lib.flow_log_prob(log_p_z, log_det), num_dims, 1.0 / num_levels)
+    return log_p_v if log_q is None else nll_lib.variational_dequantization_bound(log_p_v, log_q)
 
-  def sample(params, rng, num, temperature: float = 1.0):
+  def sample(params, rng, num, temperature: float = default_temperature):
     """num images in [0, 1] ([num, H, W, C]); z = temperature * eps, one inverse pass."""
     z = temperature * jax.random.normal(rng, (num, num_dims), jnp.float32)
-    y, _ = flow.apply({"params": params}, z, reverse=True)
-    levels = jnp.clip(jnp.floor((y + 0.5) * num_levels), 0, num_levels - 1)
+    y, _ = flow.apply({"params": split(params)[0]}, z, reverse=True)
+    levels = jnp.clip(jnp.floor(from_flow_space(y) * num_levels), 0, num_levels - 1)
     return levels / (num_levels - 1)
 
   return Paradigm(init=init, loss=loss, sample=sample, log_likelihood=log_likelihood,

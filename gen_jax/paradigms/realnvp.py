@@ -1,15 +1,18 @@
-r"""RealNVP (Dinh, Sohl-Dickstein & Bengio 2016, arXiv:1605.08803) on uniformly dequantized images.
+r"""RealNVP (Dinh, Sohl-Dickstein & Bengio 2016, arXiv:1605.08803) on dequantized images (uniform or variational).
 
 A multi-scale flow of masked affine couplings: at each scale but the last,
 `steps_per_scale` checkerboard couplings, squeeze, `steps_per_scale` channel couplings,
 then half the channels are factored out; the last scale has `steps_per_scale + 1`
 checkerboard couplings. A standard normal prior on every latent (no batch norm: the
 couplings' zero-initialised conditioners make the flow start as the identity).
--log p(x) = -log N(z; 0, I) - log|det dz/dy| + D log L for y = (x + u) / L - 1/2.
-`log_likelihood` is the exact density of the dequantized data (a lower bound on the
-discrete log-probability); `sample(params, rng, num, temperature=1.0)` is one inverse pass.
+-log p(x + u) = -log N(z; 0, I) - log|det dz/dy| - log|det dy/dw| + D log L for w = (x + u) / L,
+y = w - 1/2 (or logit). `log_likelihood` is the exact density of the dequantized data (a lower
+bound on the discrete log-probability; minus log q(u | x) with variational dequantization);
+`sample(params, rng, num, temperature)` is one inverse pass.
 
-model_config fields: num_scales, steps_per_scale, hidden (conditioner width).
+model_config fields: num_scales, steps_per_scale, hidden (conditioner width); optional
+dequantization ('uniform' | 'variational', Flow++ arXiv:1902.00275), dequantizer_steps,
+dequantizer_hidden, logit_alpha (0 = y = w - 1/2), sample_temperature (see `_flow_common`).
 """
 from __future__ import annotations
 
@@ -24,4 +27,4 @@ def make(model_config, info) -> Paradigm:
   flow = MultiScaleFlow(image_shape=tuple(info.shape), num_scales=model_config.num_scales,
                         steps_per_scale=model_config.steps_per_scale, hidden=model_config.hidden,
                         architecture="realnvp")
-  return _flow_common.image_flow_paradigm(flow, info)
+  return _flow_common.image_flow_paradigm(flow, info, model_config)
