@@ -1,0 +1,47 @@
+r"""VQ-GPT: a GPT prior over a VQ-VAE's codes (stage 2; van den Oord et al. 2017, Esser et al. 2021).
+
+Stage 1, then stage 2 (the stage-1 workdir is config.stage1.workdir; these are the defaults):
+
+  python -m experiments.train --config=experiments/configs/vqvae.py:digits --workdir=/tmp/gen_jax/vqvae_digits
+  python -m experiments.train --config=experiments/configs/vq_gpt.py:digits --workdir=/tmp/vq_gpt
+  python -m experiments.evaluate --workdir=/tmp/vq_gpt      # bits/dim: a bound (two stages)
+  python -m experiments.sample --workdir=/tmp/vq_gpt --out=/tmp/vq_gpt.png
+
+  (mnist_idx: vqvae.py:mnist_idx into /tmp/gen_jax/vqvae_mnist, then vq_gpt.py:mnist_idx.)
+
+The first stage-2 run encodes the stage-1 dataset once into the cached dataset "encoded"
+(gen_jax.data.encoded). A stage-1 run whose saved config differs from config.stage1 (paradigm,
+dataset, model.num_codes), or that is unfinished, is refused with a message. Another stage-1
+run: --config.stage1.workdir=DIR (and its fields). Measured figures are in README.md.
+"""
+from experiments.configs.common import base_config
+from gen_jax.train.stages import stage1_config
+
+# The stage-1 run each dataset arg reads, and the stage-1 fields it must have.
+STAGE1 = {"digits": ("/tmp/gen_jax/vqvae_digits", 64), "mnist_idx": ("/tmp/gen_jax/vqvae_mnist", 128)}
+
+
+def get_config(arg: str = "digits"):
+  config = base_config("vq_gpt", "encoded")
+  workdir, num_codes = STAGE1[arg]
+  config.stage1 = stage1_config(workdir, paradigm="vqvae", dataset=arg, model=dict(num_codes=num_codes))
+  config.model.num_layers = 4
+  config.model.num_heads = 4
+  config.model.embed_dim = 128
+  config.model.mlp_ratio = 4
+  config.model.dropout = 0.1
+  config.model.class_conditional = False   # True: start token = label, sample(label=c)
+  config.batch_size = 64
+  config.num_train_steps = 2_000
+  config.optimizer.name = "adamw"
+  config.optimizer.learning_rate = 1e-3
+  config.optimizer.weight_decay = 0.1
+  config.optimizer.schedule = "cosine"
+  config.optimizer.warmup_steps = 100
+  config.eval_every_steps = 500
+  config.sample_every_steps = 1_000
+  if arg == "mnist_idx":
+    config.model.embed_dim = 192
+    config.batch_size = 128
+    config.num_train_steps = 3_000
+  return config
