@@ -4,6 +4,8 @@ r"""Adversarial family benchmark: each loss trained by the loop, scored from sam
   python -m experiments.benchmarks.gan --parts=images --variants=hinge,hinge+r1 --steps=3000
   python -m experiments.benchmarks.gan --parts=reference,images --dataset=mnist_idx \
       --variants=non_saturating+r1
+  python -m experiments.benchmarks.gan --parts=losses --dataset=mnist_idx --budget_minutes=6 \
+      --out=results/gan_mnist10k
   python -m experiments.benchmarks.gan --parts=toy
 
 Parts (each returns a list of dicts, one a trained model; `run()` returns them all):
@@ -17,6 +19,13 @@ Parts (each returns a list of dicts, one a trained model; `run()` returns them a
 * cgan: `experiments/configs/cgan.py:<dataset>`, the same scores, plus the share of samples
   drawn for class c that the classifier labels c (`gen_jax.eval.conditional`) and a grid
   with one row per class.
+* losses: issue 7's four losses as `gan.py:<dataset>` trains them (LOSSES: non-saturating,
+  hinge and least squares with the config's R1, γ = 1; WGAN-GP with its own penalty, λ = 10,
+  3 critic steps), each for the same wall-clock budget (--budget_minutes: a probe times the
+  train step, `experiments.benchmark.budget_steps` turns the budget into steps), scored as
+  in `images`, with the real-data reference; writes <out>/table.md and table.json beside
+  the grids. The mnist10k figures: `--parts=losses --dataset=mnist_idx --budget_minutes=6
+  --out=results/gan_mnist10k`.
 * toy: `experiments/configs/gan.py:eight_gaussians` per variant of TOY_VARIANTS: the share of
   2,000 samples within 3 sigma of some centre and the smallest share of one mode (the test's
   criteria: >= 0.80 and >= 0.05), the training time and a scatter plot.
@@ -48,6 +57,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import tempfile
 
 import jax
@@ -67,6 +77,8 @@ VARIANTS = {
     "wgan_gp": ("wgan_gp", {"r1_gamma": 0.0, "n_critic": 3}),
     "hinge+sn": ("hinge", {"r1_gamma": 0.0, "spectral_norm": True}),   # SN-GAN's pairing
 }
+# Issue 7's four losses, each as the image configs use it (R1 on, except for WGAN-GP).
+LOSSES = ("non_saturating+r1", "hinge+r1", "least_squares+r1", "wgan_gp")
 # On eight_gaussians (the test's settings): R1 with γ = 0.1; WGAN-GP with λ = 1, 3 critic steps.
 TOY_VARIANTS = {
     "non_saturating": ("non_saturating", {"r1_gamma": 0.0}),
@@ -104,21 +116,35 @@ def image_scores(run, state, dataset, num=1000):
           "classifier_test_accuracy": net.meta.get("test_accuracy")}, net
 
 
+def budget_config(config, budget_minutes):
+  """`config` with the steps that fit `budget_minutes` of training (probed on this machine)."""
+  from experiments import benchmark
+  seconds_per_step = benchmark.probe_seconds_per_step(config)
+  return with_steps(config, benchmark.budget_steps(seconds_per_step, budget_minutes)), seconds_per_step
+
+
 def images_part(dataset="digits", variants=tuple(VARIANTS), steps=None,
-                out="/tmp/gen_jax_gan_benchmark"):
+                out="/tmp/gen_jax_gan_benchmark", budget_minutes=None):
   from gen_jax.utils import images as images_lib
   results = []
   for name in variants:
     loss, fields = VARIANTS[name]
     config = _config("gan", dataset, loss, steps, fields)
+    extra = {}
+    if budget_minutes:
+      config, seconds_per_step = budget_config(config, budget_minutes)
+      extra = {"budget_minutes": budget_minutes, "probe_seconds_per_step": seconds_per_step}
+    load = os.getloadavg()
     with tempfile.TemporaryDirectory() as workdir:
       run, state, seconds = train(config, workdir)
+      load = [round((a + b) / 2, 1) for a, b in zip(load, os.getloadavg())]
       scores, _ = image_scores(run, state, dataset)
       path = os.path.join(out, f"gan_{dataset}_{name}.png")
       images_lib.save_png(images_lib.image_grid(_samples(run, state, 64, seed=1)), path)
     results.append({"part": "images", "dataset": dataset, "variant": name, "fields": fields,
                     "steps": config.num_train_steps, "n_critic": config.model.n_critic,
-                    "train_seconds": round(seconds, 1), "grid": path, **scores})
+                    "train_seconds": round(seconds, 1), "load_avg": load, "grid": path,
+                    **extra, **scores})
     print(json.dumps(results[-1]), flush=True)
   return results
 
@@ -193,13 +219,53 @@ def reference_part(dataset="digits", num=1000):
   return [result]
 
 
+def losses_table(reference: dict, rows: list, meta: dict) -> str:
+  """The per-loss scores as markdown: the real-data reference first, then one row a loss."""
+  fd = next(k for k in reference if k.startswith("FD ("))
+  head = ["loss", "fields", "steps", "train s", "load avg", fd, "precision", "recall", "grid"]
+  lines = [f"GAN losses on {meta['dataset']}, {meta['budget_minutes']:g} min of training each "
+           f"(`gan.py:{meta['dataset']}`), 1,000 EMA samples against the "
+           f"{reference['num_real']:,} test images; measured {meta['date']} on {meta['machine']}. "
+           "train s: the loop's wall-clock, compilation and the end-of-run grid included; "
+           "load avg: the 1/5/15-minute load averages, mean of before and after training.",
+           f"Command: `{meta['command']}`", "",
+           "| " + " | ".join(head) + " |", "|" + "---|" * len(head),
+           f"| reference: {reference['what']} | — | — | — | — | {reference[fd]:.1f} | "
+           f"{reference['precision']:.3f} | {reference['recall']:.3f} | — |"]
+  for r in rows:
+    fields = ", ".join(f"{k}={v}" for k, v in r["fields"].items())
+    lines.append(f"| {r['variant']} | {fields} | {r['steps']} | {r['train_seconds']:.0f} | "
+                 f"{'/'.join(f'{v:.1f}' for v in r['load_avg'])} | {r[fd]:.1f} | "
+                 f"{r['precision']:.3f} | {r['recall']:.3f} | {os.path.basename(r['grid'])} |")
+  return "\n".join(lines) + "\n"
+
+
+def losses_part(dataset="mnist_idx", budget_minutes=6.0, out="/tmp/gen_jax_gan_benchmark",
+                command="") -> list:
+  """LOSSES under one wall-clock budget each; writes <out>/table.md and table.json."""
+  import datetime
+  from experiments import benchmark
+  meta = {"date": datetime.date.today().isoformat(), "machine": benchmark.machine(),
+          "dataset": dataset, "budget_minutes": budget_minutes, "command": command}
+  reference = reference_part(dataset)[0]
+  rows = images_part(dataset, LOSSES, out=out, budget_minutes=budget_minutes)
+  os.makedirs(out, exist_ok=True)
+  with open(os.path.join(out, "table.json"), "w") as f:
+    json.dump({"meta": meta, "reference": reference, "rows": rows}, f, indent=1)
+  with open(os.path.join(out, "table.md"), "w") as f:
+    f.write(losses_table(reference, rows, meta))
+  return rows
+
+
 def run(parts=("reference", "images", "cgan", "toy"), dataset="digits", variants=tuple(VARIANTS),
-        steps=None, out="/tmp/gen_jax_gan_benchmark") -> dict:
+        steps=None, out="/tmp/gen_jax_gan_benchmark", budget_minutes=None, command="") -> dict:
   results = {}
+  if "losses" in parts:
+    results["losses"] = losses_part(dataset, budget_minutes or 6.0, out, command)
   if "reference" in parts:
     results["reference"] = reference_part(dataset)
   if "images" in parts:
-    results["images"] = images_part(dataset, variants, steps, out)
+    results["images"] = images_part(dataset, variants, steps, out, budget_minutes)
   if "cgan" in parts:
     results["cgan"] = cgan_part(dataset, steps=steps, out=out)
   if "toy" in parts:
@@ -213,12 +279,15 @@ def main():
   parser.add_argument("--dataset", default="digits", help="digits | mnist_idx")
   parser.add_argument("--variants", default=",".join(VARIANTS), help=f"of {tuple(VARIANTS)}")
   parser.add_argument("--steps", type=int, default=None, help="training steps (default: the config's)")
+  parser.add_argument("--budget_minutes", type=float, default=None,
+                      help="images/losses: train each for this wall-clock (overrides --steps)")
   parser.add_argument("--out", default="/tmp/gen_jax_gan_benchmark", help="folder for the PNG grids")
   args = parser.parse_args()
   from absl import logging
   logging.set_verbosity(logging.WARNING)
+  command = "python -m experiments.benchmarks.gan " + " ".join(sys.argv[1:])
   results = run(tuple(args.parts.split(",")), args.dataset, tuple(args.variants.split(",")),
-                args.steps, args.out)
+                args.steps, args.out, args.budget_minutes, command)
   print(json.dumps(results))
 
 
