@@ -43,7 +43,7 @@ def _override(config, steps, fields=None):
 
 
 def images_part(paradigms=PARADIGMS, datasets=("digits",), steps=None,
-                out="/tmp/gen_jax_flows_benchmark"):
+                out="/tmp/gen_jax_flows_benchmark", dequantizations=("uniform",)):
   import importlib
 
   from gen_jax.train import loop
@@ -51,28 +51,31 @@ def images_part(paradigms=PARADIGMS, datasets=("digits",), steps=None,
   results = []
   for dataset in datasets:
     for paradigm in paradigms:
-      config = _override(importlib.import_module(f"experiments.configs.{paradigm}").get_config(dataset),
-                         steps)
-      with tempfile.TemporaryDirectory() as workdir:
-        run, state, seconds = train(config, workdir)
-        t = time.perf_counter()
-        ev = loop.evaluate(run, state, split="test")
-        eval_seconds = time.perf_counter() - t
-        params = run.sampling_params(state)
-        grids = {}
-        for temperature in (1.0, 0.7):
-          samples = np.asarray(run.paradigm.sample(params, jax.random.key(1), 64,
-                                                   temperature=temperature))
-          path = os.path.join(out, f"{paradigm}_{dataset}_t{temperature}.png")
-          images_lib.save_png(images_lib.image_grid(samples), path)
-          grids[f"grid_t{temperature}"] = path
-      results.append({"part": "images", "paradigm": paradigm, "dataset": dataset,
-                      "steps": config.num_train_steps, "batch_size": config.batch_size,
-                      "test_bits_per_dim": ev["bits_per_dim"], "bound": ev.get("bound"),
-                      "uniform_bits_per_dim": math.log2(run.info.num_levels),
-                      "train_seconds": round(seconds, 1), "eval_seconds": round(eval_seconds, 1),
-                      **grids})
-      print(json.dumps(results[-1]), flush=True)
+      for dequantization in dequantizations:
+        config = _override(importlib.import_module(f"experiments.configs.{paradigm}").get_config(dataset),
+                           steps, {"dequantization": dequantization})
+        name = f"{paradigm}_{dataset}" + ("" if dequantization == "uniform" else f"_{dequantization}")
+        with tempfile.TemporaryDirectory() as workdir:
+          run, state, seconds = train(config, workdir)
+          t = time.perf_counter()
+          ev = loop.evaluate(run, state, split="test")
+          eval_seconds = time.perf_counter() - t
+          params = run.sampling_params(state)
+          grids = {}
+          for temperature in (1.0, 0.7):
+            samples = np.asarray(run.paradigm.sample(params, jax.random.key(1), 64,
+                                                     temperature=temperature))
+            path = os.path.join(out, f"{name}_t{temperature}.png")
+            images_lib.save_png(images_lib.image_grid(samples), path)
+            grids[f"grid_t{temperature}"] = path
+        results.append({"part": "images", "paradigm": paradigm, "dataset": dataset,
+                        "dequantization": dequantization, "model": dict(config.model),
+                        "steps": config.num_train_steps, "batch_size": config.batch_size,
+                        "test_bits_per_dim": ev["bits_per_dim"], "bound": ev.get("bound"),
+                        "uniform_bits_per_dim": math.log2(run.info.num_levels),
+                        "train_seconds": round(seconds, 1), "eval_seconds": round(eval_seconds, 1),
+                        **grids})
+        print(json.dumps(results[-1]), flush=True)
   return results
 
 
@@ -111,10 +114,10 @@ def toy_part(names=("eight_gaussians", "checkerboard"), steps=20_000,
 
 
 def run(parts=("images", "toy"), datasets=("digits",), paradigms=PARADIGMS, steps=None,
-        toy_steps=20_000, out="/tmp/gen_jax_flows_benchmark") -> dict:
+        toy_steps=20_000, out="/tmp/gen_jax_flows_benchmark", dequantizations=("uniform",)) -> dict:
   results = []
   if "images" in parts:
-    results += images_part(paradigms, datasets, steps, out)
+    results += images_part(paradigms, datasets, steps, out, dequantizations)
   if "toy" in parts:
     results += toy_part(steps=toy_steps, out=out)
   return {"family": "flows", "device": str(jax.devices()[0]), "results": results}
@@ -127,10 +130,17 @@ def main():
   parser.add_argument("--paradigms", default=",".join(PARADIGMS))
   parser.add_argument("--steps", type=int, default=0, help="0 = the configs' num_train_steps")
   parser.add_argument("--toy_steps", type=int, default=20_000)
-  parser.add_argument("--out", default="/tmp/gen_jax_flows_benchmark")
+  parser.add_argument("--dequantization", default="uniform",
+                      help="comma-separated: uniform, variational (each image model trained once per entry)")
+  parser.add_argument("--out", default="/tmp/gen_jax_flows_benchmark", help="folder of the PNGs")
+  parser.add_argument("--json", default="", help="also write the result to this file")
   args = parser.parse_args()
   result = run(tuple(args.parts.split(",")), tuple(args.datasets.split(",")),
-               tuple(args.paradigms.split(",")), args.steps or None, args.toy_steps, args.out)
+               tuple(args.paradigms.split(",")), args.steps or None, args.toy_steps, args.out,
+               tuple(args.dequantization.split(",")))
+  if args.json:
+    with open(args.json, "w") as f:
+      json.dump(result, f, indent=1)
   print(json.dumps(result))
 
 

@@ -35,6 +35,11 @@ def get_config(arg: str = "digits", paradigm: str = "glow"):
   m.num_scales = 2          # squeeze + steps (+ split) per scale; H, W divisible by 2**num_scales
   m.steps_per_scale = 4     # K: glow steps [ActNorm, 1x1 conv, coupling] (realnvp: couplings) per scale
   m.hidden = 64             # width of each coupling's conv conditioner
+  m.dequantization = "uniform"  # uniform | variational (Flow++'s learned q(u | x), arXiv:1902.00275)
+  m.dequantizer_steps = 4       # variational only: checkerboard couplings of q(u | x)
+  m.dequantizer_hidden = 32     # variational only: width of its conv nets
+  m.logit_alpha = 0.0       # 0: the flow sees w - 1/2, w = (x + u) / L; > 0: RealNVP's logit(a + (1 - 2a) w)
+  m.sample_temperature = 1.0  # default temperature of sample(), used by the loop's sample grids
   config.batch_size = 64
   config.num_train_steps = 3_000
   config.optimizer.learning_rate = 1e-3
@@ -45,8 +50,11 @@ def get_config(arg: str = "digits", paradigm: str = "glow"):
   config.sample_every_steps = 1_000
   config.checkpoint_every_steps = 1_000
   if arg == "mnist_idx":
+    m.steps_per_scale = 6
+    m.logit_alpha = 0.05      # RealNVP §4.1: most MNIST sub-pixels are 0, a thin slab in w-space
+    m.sample_temperature = 0.7  # Glow §5 samples at T = 0.7
     config.batch_size = 64
-    config.num_train_steps = 1_500
+    config.num_train_steps = 3_000
     config.eval_batch_size = 200
   if arg == "cifar10":
     m.num_scales, m.steps_per_scale, m.hidden = 3, 32, 512
