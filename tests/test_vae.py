@@ -77,3 +77,53 @@ class VAETest(chex.TestCase):
     params = p.init(jax.random.key(0), batch_for(DIGITS))
     with pytest.raises(AssertionError):
       p.loss(params, {"image": jnp.zeros((4, 64), jnp.uint8)}, jax.random.key(0))
+
+
+def test_iwae_training_objective_is_the_evaluation_bound():
+  """model.train_num_samples = k trains -L_k: the same numbers as log_likelihood(num_samples=k)."""
+  batch = batch_for(DIGITS, 8)
+  p5 = vae.make(model(train_num_samples=5), DIGITS)
+  params = p5.init(jax.random.key(0), batch)
+  key = jax.random.key(1)
+  loss, metrics = jax.jit(p5.loss)(params, batch, key)
+  bound = jax.jit(lambda q: p5.log_likelihood(q, batch, key, num_samples=5))(params)
+  np.testing.assert_allclose(loss, -jnp.mean(bound), rtol=1e-5)
+  np.testing.assert_allclose(metrics["bits_per_dim"], loss / (64 * np.log(2)), rtol=1e-5)
+  grads = jax.jit(jax.grad(lambda q: p5.loss(q, batch, key)[0]))(params)
+  chex.assert_tree_all_finite(grads)
+  with pytest.raises(ValueError, match="no beta"):
+    vae.make(model(train_num_samples=5, beta=2.0), DIGITS)
+
+
+def test_iwae_with_one_sample_is_the_elbo():
+  """L_1 = log p(x|z) + log p(z) - log q(z|x), z ~ q: an unbiased estimate of the closed-form-KL
+  ELBO that train_num_samples = 1 trains (the difference has mean 0 over draws of z)."""
+  batch = batch_for(DIGITS, 4)
+  p1 = vae.make(model(train_num_samples=1), DIGITS)
+  params = p1.init(jax.random.key(0), batch)
+  keys = jax.random.split(jax.random.key(1), 4000)
+  l1 = jax.jit(jax.vmap(lambda k: jnp.mean(p1.log_likelihood(params, batch, k, num_samples=1))))(keys)
+  elbo = jax.jit(jax.vmap(lambda k: -p1.loss(params, batch, k)[0]))(keys)
+  diff = np.asarray(l1 - elbo, np.float64)
+  assert abs(diff.mean()) < 4 * diff.std() / np.sqrt(len(diff)) + 1e-3
+  assert diff.std() > 0           # different estimators (sampled vs closed-form KL), same mean
+
+
+def test_vae_as_a_tokenizer():
+  """encode = posterior mean, decode = E[x|z] / 16, decoder_log_likelihood = log p(x|z)."""
+  p = vae.make(model(), DIGITS)
+  batch = batch_for(DIGITS)
+  params = p.init(jax.random.key(0), batch)
+  net = vae.VAENet(image_shape=(8, 8, 1), latent_dim=3, out_channels=17, channels=(8,))
+  x = jnp.asarray(batch["image"])
+  mean, _ = net.apply({"params": params}, jnp.asarray(x, jnp.float32) / 8 - 1, method=vae.VAENet.encode)
+  z = p.encode(params, x)
+  np.testing.assert_allclose(z, mean, rtol=1e-6)
+  logits = np.asarray(net.apply({"params": params}, z, method=vae.VAENet.decode), np.float64)
+  logits = logits.reshape(6, 8, 8, 1, 17)
+  probs = np.exp(logits - logits.max(-1, keepdims=True))
+  probs /= probs.sum(-1, keepdims=True)
+  np.testing.assert_allclose(p.decode(params, z), (probs * np.arange(17)).sum(-1) / 16, atol=1e-5)
+  picked = np.take_along_axis(np.log(probs), np.asarray(x)[..., None].astype(int), -1)
+  np.testing.assert_allclose(p.decoder_log_likelihood(params, z, x),
+                             picked.reshape(6, -1).sum(1), rtol=1e-5)
