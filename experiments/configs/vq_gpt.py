@@ -25,14 +25,14 @@ def get_config(arg: str = "digits"):
   config = base_config("vq_gpt", "encoded")
   workdir, num_codes = STAGE1[arg]
   config.stage1 = stage1_config(workdir, paradigm="vqvae", dataset=arg, model=dict(num_codes=num_codes))
-  config.model.num_layers = 4
+  config.model.num_layers = 2             # 16 codes a digit, 1,437 training digits: a small prior
   config.model.num_heads = 4
-  config.model.embed_dim = 128
+  config.model.embed_dim = 64
   config.model.mlp_ratio = 4
-  config.model.dropout = 0.1
+  config.model.dropout = 0.2               # 4 layers x 128 wide overfit (test bound 2.53 -> 2.86 over 2,000 steps)
   config.model.class_conditional = False   # True: start token = label, sample(label=c)
   config.batch_size = 64
-  config.num_train_steps = 2_000
+  config.num_train_steps = 1_000
   config.optimizer.name = "adamw"
   config.optimizer.learning_rate = 1e-3
   config.optimizer.weight_decay = 0.1
@@ -41,7 +41,9 @@ def get_config(arg: str = "digits"):
   config.eval_every_steps = 500
   config.sample_every_steps = 1_000
   if arg == "mnist_idx":
-    config.model.embed_dim = 192
+    config.model.num_layers = 4
+    config.model.embed_dim = 128
+    config.model.dropout = 0.1
     config.batch_size = 128
     config.num_train_steps = 3_000
   return config
