@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 DEMO_DIR ?= workdirs/demo
 PYTEST_WORKERS ?= 2
 
-.PHONY: demo test install clean
+.PHONY: demo test gallery install clean
 
 install: $(STAMP)
 
@@ -26,6 +26,9 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -n $(PYTEST_WORKERS) -q tests notebooks --nbmake --nbmake-timeout=900
+
+gallery: $(STAMP)
+	$(PY) -m experiments.gallery --out=results/gallery
 
 clean:
 	rm -rf $(VENV) workdirs

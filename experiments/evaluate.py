@@ -27,6 +27,17 @@ flags.DEFINE_integer("num_samples", 0, "Also score this many samples against the
 FLAGS = flags.FLAGS
 
 
+def image_source(cfg):
+  """The config whose dataset the samples are images of: a two-stage run's stage 1, else `cfg`.
+
+  A stage-2 run trains on the "encoded" dataset but samples images of its
+  stage-1 dataset, so FD / precision / recall compare against those.
+  """
+  if cfg.get("stage1") is not None and cfg.stage1.get("workdir"):
+    return image_source(loop.load_config(cfg.stage1.workdir))
+  return cfg
+
+
 def sample_scores(workdir: str, split: str, num: int) -> dict:
   """FD / precision / recall of `num` samples vs the split, on the project's feature classifier."""
   import jax
@@ -34,7 +45,7 @@ def sample_scores(workdir: str, split: str, num: int) -> dict:
   from experiments.train_classifier import load_or_train, load_split
   from gen_jax.eval.features import levels_to_unit, sample_metrics
   run, state, _ = loop.restore(workdir)
-  cfg = run.config
+  cfg = image_source(run.config)
   real, _, info = load_split(cfg.dataset, split, cfg.data_dir, cfg.manual_dir)
   net = load_or_train(cfg.dataset, data_dir=cfg.data_dir, manual_dir=cfg.manual_dir)
   fake = np.concatenate([
@@ -48,7 +59,7 @@ def main(argv):
   common.maybe_initialize_distributed()
   result = loop.evaluate_workdir(FLAGS.workdir, FLAGS.split, FLAGS.iwae_k, FLAGS.max_examples)
   num = FLAGS.num_samples or (1000 if result["bits_per_dim"] is None else 0)
-  if num and loop.load_config(FLAGS.workdir).dataset in ("digits", "mnist_idx"):
+  if num and image_source(loop.load_config(FLAGS.workdir)).dataset in ("digits", "mnist_idx"):
     result.update(sample_scores(FLAGS.workdir, FLAGS.split, num))
     with open(os.path.join(FLAGS.workdir, "eval.json"), "w") as f:
       json.dump(result, f, indent=2)
