@@ -248,12 +248,14 @@ def losses_part(dataset="mnist_idx", budget_minutes=6.0, out="/tmp/gen_jax_gan_b
   meta = {"date": datetime.date.today().isoformat(), "machine": benchmark.machine(),
           "dataset": dataset, "budget_minutes": budget_minutes, "command": command}
   reference = reference_part(dataset)[0]
-  rows = images_part(dataset, LOSSES, out=out, budget_minutes=budget_minutes)
-  os.makedirs(out, exist_ok=True)
-  with open(os.path.join(out, "table.json"), "w") as f:
-    json.dump({"meta": meta, "reference": reference, "rows": rows}, f, indent=1)
-  with open(os.path.join(out, "table.md"), "w") as f:
-    f.write(losses_table(reference, rows, meta))
+  rows = []
+  for name in LOSSES:      # the table is rewritten after each loss: a stopped run keeps its rows
+    rows += images_part(dataset, (name,), out=out, budget_minutes=budget_minutes)
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, "table.json"), "w") as f:
+      json.dump({"meta": meta, "reference": reference, "rows": rows}, f, indent=1)
+    with open(os.path.join(out, "table.md"), "w") as f:
+      f.write(losses_table(reference, rows, meta))
   return rows
 
 
