@@ -4,13 +4,20 @@ r"""Draws samples from a trained workdir.
   python -m experiments.sample --workdir=/tmp/gpt --prompt="ROMEO:" --temperature=0.8 --top_k=10
   python -m experiments.sample --workdir=/tmp/cgan --per_class --out=classes.png
   python -m experiments.sample --workdir=/tmp/ddpm --animate=/tmp/ddpm.gif
+  python -m experiments.sample --workdir=/tmp/t2i --prompt="a handwritten three" --out=three.png
+  python -m experiments.sample --workdir=/tmp/t2i --per_class --classify --num=50
 
-Images are written as a PNG grid, 2-D points as a scatter PNG, text is printed.
-Options are passed to the paradigm's `sample` only when given; a paradigm that
-does not take one says so.
+Images are written as a PNG grid, 2-D points as a scatter PNG, text is printed
+(text-to-image models turn a prompt into an image grid). Options are passed to
+the paradigm's `sample` only when given; a paradigm that does not take one says so.
+`--per_class --classify` also labels each class's samples with the project's
+digit classifier (`experiments.train_classifier.load_or_train`, trained on first
+use) and prints, last, one JSON line with the share labelled as the class asked
+for, overall and per class (`gen_jax.eval.conditional`).
 """
 from __future__ import annotations
 
+import json
 import os
 
 import jax
@@ -35,6 +42,8 @@ flags.DEFINE_integer("num_steps", None, "Sampler steps (diffusion).")
 flags.DEFINE_float("guidance", None, "Classifier-free guidance scale.")
 flags.DEFINE_integer("label", None, "Class label for conditional models.")
 flags.DEFINE_bool("per_class", False, "Conditional models: one row of samples per class.")
+flags.DEFINE_bool("classify", False, "With --per_class: score each class's samples with the "
+                  "dataset's classifier and print the per-class accuracy as JSON.")
 flags.DEFINE_string("animate", None, "Write an animated GIF of the sampling trajectory here.")
 FLAGS = flags.FLAGS
 
@@ -58,6 +67,51 @@ def call_sample(run, params, rng, num, **options):
     raise UserError(str(e)) from None
 
 
+def trajectory_frames(trajectory):
+  """[frames, num, ...] samples -> pictures; 2-D points share one axis range across frames,
+  so the animation shows the points moving rather than rescaled frames."""
+  if trajectory.ndim == 3 and trajectory.shape[-1] == 2:
+    lim = float(np.percentile(np.abs(trajectory), 99.5)) * 1.1 + 1e-6
+    return [images.points_figure(f, lim=lim) for f in trajectory]
+  return [images.to_picture(f) for f in trajectory]
+
+
+def classifier_dataset(run) -> str:
+  """The image dataset whose classifier labels the samples (a stage-2 run: its stage 1's)."""
+  stage1 = getattr(run.info, "stage1", None)
+  return stage1.config.dataset if stage1 is not None else run.config.dataset
+
+
+def per_class(run, params, rng, options, out):
+  """One row of FLAGS.num samples per class (class c drawn with fold_in(rng, c)); with
+  --classify the classifier's per-class accuracy, printed last as JSON."""
+  if not run.info.num_classes:
+    raise UserError(f"--per_class needs labelled data; {run.info.name!r} has no classes.")
+  k = run.info.num_classes
+  rows = []
+
+  def draw(rng_c, num, label):
+    rows.append(np.asarray(call_sample(run, params, rng_c, num, **{**options, "label": label})))
+    return rows[-1]
+
+  if FLAGS.classify:
+    from experiments.train_classifier import load_or_train
+    from gen_jax.eval import conditional
+    dataset = classifier_dataset(run)
+    net = load_or_train(dataset)
+    scores = conditional.conditional_accuracy(draw, net.predict, rng, k, FLAGS.num)
+  else:
+    for c in range(k):
+      draw(jax.random.fold_in(rng, c), FLAGS.num, c)
+  images.save_png(images.image_grid(np.concatenate(rows), ncols=FLAGS.num), out)
+  print(f"wrote {out} ({k} classes x {FLAGS.num})")
+  if FLAGS.classify:
+    print(json.dumps({"paradigm": run.config.paradigm, "classifier": dataset,
+                      "classifier_test_accuracy": net.meta["test_accuracy"],
+                      "num_per_class": FLAGS.num, "accuracy": scores["accuracy"],
+                      "per_class": [round(a, 4) for a in scores["per_class"]]}))
+
+
 def main(argv):
   del argv
   run, state, step = loop.restore(FLAGS.workdir)
@@ -65,21 +119,15 @@ def main(argv):
   rng = jax.random.key(FLAGS.seed)
   options = sample_options()
   out = FLAGS.out or os.path.join(FLAGS.workdir, "samples", "sample.png")
+  if FLAGS.classify and not FLAGS.per_class:
+    raise UserError("--classify scores the samples of each class: add --per_class.")
   if FLAGS.animate:
     samples, trajectory = call_sample(run, params, rng, FLAGS.num, return_trajectory=True,
                                       **options)
-    frames = [images.to_picture(np.asarray(f)) for f in np.asarray(trajectory)]
-    images.save_gif(frames, FLAGS.animate)
-    print(f"wrote {FLAGS.animate} ({len(frames)} frames)")
+    images.save_gif(trajectory_frames(np.asarray(trajectory)), FLAGS.animate)
+    print(f"wrote {FLAGS.animate} ({len(trajectory)} frames)")
   elif FLAGS.per_class:
-    if not run.info.num_classes:
-      raise UserError(f"--per_class needs labelled data; {run.info.name!r} has no classes.")
-    rows = [np.asarray(call_sample(run, params, jax.random.fold_in(rng, c), FLAGS.num,
-                                   **{**options, "label": c}))
-            for c in range(run.info.num_classes)]
-    samples = np.concatenate(rows)
-    images.save_png(images.image_grid(samples, ncols=FLAGS.num), out)
-    print(f"wrote {out} ({run.info.num_classes} classes x {FLAGS.num})")
+    per_class(run, params, rng, options, out)
     return
   else:
     samples = call_sample(run, params, rng, FLAGS.num, **options)

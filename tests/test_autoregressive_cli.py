@@ -1,27 +1,19 @@
 """End to end: a tiny GPT trained by `experiments.train` on a text file the test writes, then
-`experiments.sample` continues a prompt with it (and refuses characters it never saw)."""
+`experiments.sample` continues a prompt with it (and refuses characters it never saw); a tiny
+text2image over a tiny VQ-VAE writes the image grid of a prompt (and refuses unknown words)."""
 import json
 import os
-import subprocess
-import sys
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from PIL import Image
+
 TEXT = "hello world! " * 300
 
 
-def run(*args, check=True):
-  proc = subprocess.run([sys.executable, "-m", *args], cwd=REPO, capture_output=True, text=True,
-                        timeout=600)
-  if check:
-    assert proc.returncode == 0, proc.stderr[-3000:]
-  return proc
-
-
-def test_gpt_trains_on_a_text_file_and_samples_continue_it(tmp_path):
+def test_gpt_trains_on_a_text_file_and_samples_continue_it(tmp_path, cli):
   (tmp_path / "text").mkdir()
   (tmp_path / "text" / "input.txt").write_text(TEXT)
   workdir = str(tmp_path / "gpt")
-  out = run("experiments.train", "--config=experiments/configs/gpt.py:text_file",
+  out = cli("experiments.train", "--config=experiments/configs/gpt.py:text_file",
             f"--workdir={workdir}", f"--config.manual_dir={tmp_path / 'text'}",
             f"--config.data_dir={tmp_path / 'tfds'}", "--config.seq_len=16",
             "--config.model.num_layers=1", "--config.model.num_heads=2",
@@ -35,9 +27,36 @@ def test_gpt_trains_on_a_text_file_and_samples_continue_it(tmp_path):
   # validation NLL of a model that learned it is near 0 (uniform over 9 characters: 2.2 nats).
   assert summary["nats_per_token"] < 0.1, summary
   assert os.path.exists(os.path.join(workdir, "samples", "step_150.txt"))
-  out = run("experiments.sample", f"--workdir={workdir}", "--num=2", "--prompt=hello",
+  out = cli("experiments.sample", f"--workdir={workdir}", "--num=2", "--prompt=hello",
             "--temperature=0", "--num_tokens=20").stdout
   assert out.splitlines()[0] == "hello world! hello world!", out  # prompt + 20 characters
-  proc = run("experiments.sample", f"--workdir={workdir}", "--num=1", "--prompt=hello Q",
+  proc = cli("experiments.sample", f"--workdir={workdir}", "--num=1", "--prompt=hello Q",
              check=False)
   assert proc.returncode != 0 and "'Q'" in proc.stderr.strip().splitlines()[-1]
+
+
+def test_text2image_writes_the_grid_of_a_prompt_and_refuses_unknown_words(tmp_path, cli):
+  data = f"--config.data_dir={tmp_path / 'tfds'}"
+  short = ["--config.batch_size=32", "--config.num_train_steps=10", "--config.log_every_steps=10",
+           "--config.eval_every_steps=10", "--config.sample_every_steps=10",
+           "--config.checkpoint_every_steps=10"]
+  vq = str(tmp_path / "vqvae")
+  cli("experiments.train", "--config=experiments/configs/vqvae.py:digits", f"--workdir={vq}",
+      data, "--config.model.channels=(8,)", "--config.model.code_dim=4",
+      "--config.model.num_codes=16", *short)
+  stage2 = [data, f"--config.stage1.workdir={vq}", "--config.stage1.model.num_codes=16",
+            "--config.model.num_layers=1", "--config.model.num_heads=2",
+            "--config.model.embed_dim=16", "--config.num_samples=20", *short]
+  t2i = str(tmp_path / "t2i")
+  cli("experiments.train", "--config=experiments/configs/text2image.py:digits",
+      f"--workdir={t2i}", *stage2)
+  png = str(tmp_path / "three.png")
+  out = cli("experiments.sample", f"--workdir={t2i}", "--prompt=a handwritten three", "--num=9",
+            f"--out={png}").stdout
+  assert f"wrote {png} (9 samples" in out
+  assert Image.open(png).size == (252, 252)       # 3x3 grid of 8x8 digits, 1-px gaps, x9
+  proc = cli("experiments.sample", f"--workdir={t2i}", "--prompt=a sketch of a three",
+             check=False)
+  last = proc.stderr.strip().splitlines()[-1]
+  assert proc.returncode == 2 and "'sketch'" in last and "'handwritten'" in last, last
+

@@ -1,0 +1,26 @@
+"""Fixtures shared by the test files: `cli` runs the command-line entry points."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_module(*args, check=True, env=None, timeout=600):
+  """`python -m <args>` in the repository root -> CompletedProcess (text stdout/stderr);
+  with check, asserts exit status 0 and shows the end of stderr otherwise."""
+  proc = subprocess.run([sys.executable, "-m", *args], cwd=REPO, capture_output=True, text=True,
+                        timeout=timeout, env=None if env is None else {**os.environ, **env})
+  if check:
+    assert proc.returncode == 0, proc.stderr[-3000:]
+  return proc
+
+
+@pytest.fixture
+def cli():
+  """run_module: cli("experiments.train", "--config=...", check=False)."""
+  return run_module
