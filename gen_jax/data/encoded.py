@@ -13,7 +13,8 @@ pipelines then serve it like any dataset. Examples:
     codes:   {"codes": int32 [h, w], "image": uint8 [H, W, C], "label": int}
     latents: {"z": float32 [...], "image": uint8 [H, W, C], "label": int}
 
-("label" only when the stage-1 dataset has labels).
+("label" only when the stage-1 dataset has labels). For latents the metadata also holds
+the train split's per-dimension mean and std (`latent_statistics`).
 """
 from __future__ import annotations
 
@@ -58,6 +59,14 @@ def encode_split(stage1, split: str, data_dir: str) -> dict:
   return arrays
 
 
+def latent_statistics(z: np.ndarray) -> dict:
+  """Per-dimension mean and (population, ddof = 0) std of the train split's latents z
+  [N, ...], summed in float64, as nested lists (stored in the dataset's metadata; the
+  DatasetInfo's latent_mean / latent_std; latent_diffusion standardises with them)."""
+  z = np.asarray(z, np.float64)
+  return {"latent_mean": z.mean(0).tolist(), "latent_std": z.std(0).tolist()}
+
+
 def code_key(code: np.ndarray) -> str:
   """'codes' for integer codebook indices, 'z' for real latents."""
   return "codes" if np.issubdtype(code.dtype, np.integer) else "z"
@@ -66,8 +75,9 @@ def code_key(code: np.ndarray) -> str:
 class Encoded(tfds.core.GeneratorBasedBuilder):
   """A stage-1 run's encodings of its dataset (see the module docstring)."""
 
-  VERSION = tfds.core.Version("1.0.0")
-  RELEASE_NOTES = {"1.0.0": "First release."}
+  VERSION = tfds.core.Version("1.1.0")
+  RELEASE_NOTES = {"1.0.0": "First release.",
+                   "1.1.0": "Latents: the train split's latent_mean / latent_std in the metadata."}
 
   def __init__(self, *, stage1, data_dir: str, **kwargs):
     self._stage1, self._root = stage1, data_dir
@@ -93,10 +103,12 @@ class Encoded(tfds.core.GeneratorBasedBuilder):
 
   def _split_generators(self, dl_manager):
     del dl_manager
-    return {split: self._generate_examples(split) for split in ("train", "test")}
+    splits = {split: encode_split(self._stage1, split, self._root) for split in ("train", "test")}
+    if "z" in splits["train"]:
+      self.info.metadata.update(latent_statistics(splits["train"]["z"]))
+    return {split: self._generate_examples(arrays) for split, arrays in splits.items()}
 
-  def _generate_examples(self, split):
-    arrays = encode_split(self._stage1, split, self._root)
+  def _generate_examples(self, arrays):
     names = list(arrays)
     for i in range(len(arrays["image"])):
       # Keys are positions: with disable_shuffling TFDS stores examples in key order.

@@ -34,6 +34,9 @@ class DatasetInfo:
       num_levels and num_classes are then the images'.
     stage1: "codes" / "latents": the `gen_jax.train.stages.Stage1` that
       encoded them (its `decode`, `decoder_log_likelihood`, image `info`).
+    latent_mean, latent_std: "latents": the per-dimension mean and std
+      (ddof = 0) of the train split's latents, nested tuples of the latent
+      shape; None for other kinds.
   """
   name: str
   kind: str
@@ -45,6 +48,8 @@ class DatasetInfo:
   num_codes: Optional[int] = None
   image_shape: Optional[tuple] = None
   stage1: Any = dataclasses.field(default=None, compare=False, repr=False)
+  latent_mean: Optional[tuple] = dataclasses.field(default=None, compare=False, repr=False)
+  latent_std: Optional[tuple] = dataclasses.field(default=None, compare=False, repr=False)
 
   @property
   def num_dims(self) -> int:

@@ -216,6 +216,11 @@ def _num_eval_windows(num_tokens: int, seq_len: int) -> int:
   return max(0, math.ceil((num_tokens - 1) / seq_len))
 
 
+def _nested_tuple(value):
+  """Nested lists (JSON metadata) -> nested tuples (hashable, immutable DatasetInfo fields)."""
+  return tuple(_nested_tuple(v) for v in value) if isinstance(value, (list, tuple)) else value
+
+
 def _info_from_builder(name, builder, preprocess, seq_len) -> DatasetInfo:
   preprocess_lib.check_preprocess(preprocess)
   kind = _kind(builder)
@@ -229,9 +234,12 @@ def _info_from_builder(name, builder, preprocess, seq_len) -> DatasetInfo:
     s1 = builder._stage1
     shape = tuple(builder.info.features["codes" if kind == "codes" else "z"].shape)
     num_codes = s1.config.model.get("num_codes") if kind == "codes" else None
+    stats = {}
+    if kind == "latents":
+      stats = {k: _nested_tuple(builder.info.metadata[k]) for k in ("latent_mean", "latent_std")}
     return DatasetInfo(name=name, kind=kind, shape=shape, num_levels=s1.info.num_levels,
                        num_classes=s1.info.num_classes, num_examples=splits, num_codes=num_codes,
-                       image_shape=tuple(s1.info.shape), stage1=s1)
+                       image_shape=tuple(s1.info.shape), stage1=s1, **stats)
   if kind == "image":
     features = builder.info.features
     num_levels = _num_levels(builder)
