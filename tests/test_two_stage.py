@@ -14,7 +14,10 @@ from test_vq import tiny_vqvae_config
 
 
 def train_tiny_vqvae(root) -> tuple[str, str]:
-  """(stage-1 workdir, data_dir): a 4-step VQ-VAE on digits (checkpoints at 2 and 4)."""
+  """(stage-1 workdir, data_dir): a 4-step VQ-VAE on digits (checkpoints at 2 and 4).
+
+  Trained once per test session under `root` (the session's base temp dir): a second
+  call finds the finished run and only restores it."""
   data_dir, workdir = os.path.join(root, "data"), os.path.join(root, "vqvae")
   loop.train(tiny_vqvae_config(data_dir=data_dir), workdir, progress=False)
   return workdir, data_dir
@@ -27,7 +30,7 @@ def expect(workdir, **kw):
 
 @pytest.fixture(scope="module")
 def stage1(tmp_path_factory):
-  return train_tiny_vqvae(str(tmp_path_factory.mktemp("two_stage")))
+  return train_tiny_vqvae(str(tmp_path_factory.getbasetemp() / "tiny_stage1"))
 
 
 def test_cached_codes_are_the_encoder_codes_and_decode_to_reconstructions(stage1):

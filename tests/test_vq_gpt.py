@@ -1,5 +1,8 @@
 """vq_gpt: a GPT prior over VQ codes trains, samples images, and its likelihood is the
 two-stage bound log p(x | k(x)) + log p(k(x))."""
+import json
+import os
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -7,6 +10,7 @@ import pytest
 
 from experiments.configs import vq_gpt as vq_gpt_config
 from gen_jax import data
+from gen_jax.errors import UserError
 from gen_jax.train import loop
 from test_two_stage import expect, train_tiny_vqvae
 
@@ -28,23 +32,33 @@ def tiny_vq_gpt_config(stage1_workdir, data_dir, **model):
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
   root = str(tmp_path_factory.mktemp("vq_gpt"))
-  stage1_workdir, data_dir = train_tiny_vqvae(root)
+  stage1_workdir, data_dir = train_tiny_vqvae(str(tmp_path_factory.getbasetemp() / "tiny_stage1"))
   config = tiny_vq_gpt_config(stage1_workdir, data_dir, class_conditional=True)
   state = loop.train(config, f"{root}/vq_gpt", progress=False)
-  return loop.build(config), state, f"{root}/vq_gpt"
+  return config, state, f"{root}/vq_gpt"
 
 
 def test_trains_evaluates_a_bound_and_writes_image_samples(trained):
-  run, state, workdir = trained
+  config, state, workdir = trained
   assert int(state.step) == 3
-  result = loop.evaluate(run, state)
+  result = loop.evaluate(loop.build(config), state)
   assert result["bound"] is True and np.isfinite(result["bits_per_dim"]) and result["bits_per_dim"] > 0
-  import os
   assert os.path.exists(f"{workdir}/samples/step_3.png")
+  # The run recorded its stage 1; a relaunch on a changed stage 1 is refused.
+  with open(f"{workdir}/stage1.json") as f:
+    record = json.load(f)
+  assert record["step"] == 4
+  with open(f"{workdir}/stage1.json", "w") as f:
+    json.dump({**record, "fingerprint": "0" * 64}, f)
+  with pytest.raises(UserError, match="Use a new --workdir for a stage 2 on the new stage 1"):
+    loop.train(config, workdir, progress=False)
+  with open(f"{workdir}/stage1.json", "w") as f:
+    json.dump(record, f)
 
 
 def test_samples_are_decoded_images(trained):
-  run, state, _ = trained
+  config, state, _ = trained
+  run = loop.build(config)
   sample = jax.jit(run.paradigm.sample, static_argnums=2)
   x = np.asarray(sample(state.params, jax.random.key(0), 5))
   assert x.shape == (5, 8, 8, 1) and x.dtype == np.float32 and 0 <= x.min() and x.max() <= 1
@@ -56,7 +70,8 @@ def test_samples_are_decoded_images(trained):
 
 
 def test_log_likelihood_is_the_two_stage_bound(trained):
-  run, state, _ = trained
+  config, state, _ = trained
+  run = loop.build(config)
   batch = next(data.eval_batches("encoded", split="test", batch_size=16, **loop.data_kwargs(run.config)))
   ll = np.asarray(run.paradigm.log_likelihood(state.params, batch, None))
   # Independently: the stage-1 decoder's log p(x | k) plus sum_i log softmax(logits_i)[k_i],

@@ -213,6 +213,29 @@ def _check_finite(state: TrainState, config) -> None:
         "optimizer.grad_clip_norm, or set --config.on_nonfinite=skip to skip such steps.")
 
 
+def _check_same_stage1(workdir: str, info, write: bool) -> None:
+  """A stage-2 run records its stage 1's fingerprint and refuses to resume on another one
+  (a retrained stage 1 gives other codes, so the run would silently change data)."""
+  if info.stage1 is None:
+    return
+  path = os.path.join(workdir, "stage1.json")
+  record = {"workdir": info.stage1.workdir, "step": info.stage1.step,
+            "fingerprint": info.stage1.fingerprint}
+  if os.path.exists(path):
+    with open(path) as f:
+      old = json.load(f)
+    if old["fingerprint"] != record["fingerprint"]:
+      raise UserError(
+          f"The workdir {workdir} was trained on the codes of stage 1 {old['workdir']} step "
+          f"{old['step']} (sha256 {old['fingerprint'][:12]}), but that stage-1 run now holds other "
+          f"params or config (step {record['step']}, sha256 {record['fingerprint'][:12]}). Use a "
+          "new --workdir for a stage 2 on the new stage 1.")
+  elif write:
+    with open(path + ".tmp", "w") as f:
+      json.dump(record, f, indent=2)
+    os.replace(path + ".tmp", path)
+
+
 def train(config, workdir: str, *, paradigm=None, progress: bool = True) -> TrainState:
   """Trains `config` in `workdir`, resuming from its newest checkpoint if any.
 
@@ -224,6 +247,7 @@ def train(config, workdir: str, *, paradigm=None, progress: bool = True) -> Trai
   if config.on_nonfinite not in ("halt", "skip"):
     raise UserError(f"config.on_nonfinite={config.on_nonfinite!r}; use 'halt' or 'skip'.")
   run = build(config, paradigm=paradigm)
+  _check_same_stage1(workdir, run.info, write=is_main)
   def new_train_iter():
     return data_lib.train_iterator(
         config.dataset, batch_size=config.batch_size, seed=config.seed,
