@@ -13,8 +13,17 @@ its `config.paradigm` may be a dotted module path). Each is trained by
 the train step, times a few steps (seconds/step s), and the run gets
 num_train_steps = budget / s (capped by --max_steps). The workdir is
 `<workdir_root>/<dataset>/<name>_<budget>min[_max<N>]`; a rerun resumes it with
-its recorded config. Then every model is scored on the same data with the same
-number of samples:
+its recorded config.
+Two-stage configs (a `config.stage1` naming the run they build on, e.g. a prior
+over a tokenizer's codes) need their stage 1 trained first. Its config is found by
+discovery too: the config file whose `get_config(stage1.dataset)` has every value
+that `config.stage1` expects (its fields other than `workdir` and `step`: paradigm,
+dataset, model.* ...). That config is trained under the same budget rule in its own
+workdir, `<workdir_root>/<stage1.dataset>/<file>_<budget>min[_max<N>]` (so a stage 1
+that is also a row of the table is trained once, and all stage-2 configs naming it
+share it), `stage1.workdir` is pointed at it, and stage 2 is then trained and scored
+as usual.
+Then every model is scored on the same data with the same number of samples:
   * bits/dim on the whole test split (`loop.evaluate`), flagged exact or bound;
   * "FD (<dataset> classifier)" (Frechet distance of the project's classifier
     features, not an FID), precision and recall (k-NN manifolds,
@@ -61,7 +70,9 @@ NOT_PARADIGM_CONFIGS = ("common", "__init__")   # helpers in configs/, not parad
 def discover_configs(dataset: str, extra=(), only=None) -> list:
   """[(name, config)] of every config file accepting `dataset`, then the `extra` specs.
 
-  extra: "module:arg" strings; the module's `get_config(arg)` gives the config.
+  extra: "module:arg" strings; the module's `get_config(arg)` gives the config, named
+    after the module's last component (with "_<arg>" when arg is not `dataset`, so one
+    module can give several configs).
   only: names to keep (None keeps all).
   """
   found = []
@@ -80,10 +91,53 @@ def discover_configs(dataset: str, extra=(), only=None) -> list:
   for spec in extra:
     module_name, _, arg = spec.partition(":")
     config = importlib.import_module(module_name).get_config(arg or dataset)
-    found.append((module_name.rsplit(".", 1)[-1], config))
+    name = module_name.rsplit(".", 1)[-1]
+    found.append((name if arg in ("", dataset) else f"{name}_{arg}", config))
   if only:
     found = [(n, c) for n, c in found if n in only]
   return found
+
+
+STAGE1_LINK_FIELDS = ("workdir", "step")   # config.stage1 fields that are not expectations
+
+
+def _flat(d, prefix="") -> dict:
+  """Nested dicts -> {"a.b": value}, values normalised as JSON (tuples become lists)."""
+  out = {}
+  for k, v in d.items():
+    if isinstance(v, dict):
+      out.update(_flat(v, f"{prefix}{k}."))
+    else:
+      out[f"{prefix}{k}"] = json.loads(json.dumps(v, default=str))
+  return out
+
+
+def stage1_expectations(config) -> dict | None:
+  """The values a two-stage config expects of its stage-1 config ({"paradigm": "vae",
+  "model.latent_dim": 16, ...}), or None for a one-stage config."""
+  stage1 = config.get("stage1")
+  if stage1 is None:
+    return None
+  return {k: v for k, v in _flat(stage1.to_dict()).items()
+          if k.split(".")[0] not in STAGE1_LINK_FIELDS}
+
+
+def find_stage1(config, extra=()) -> tuple:
+  """(name, config) of the discovered config that a two-stage `config` builds on.
+
+  The candidates are the configs accepting `stage1.dataset` (every configs/*.py, and the
+  `extra` specs); the first whose values agree with every expectation of `config.stage1`.
+  """
+  expected = stage1_expectations(config)
+  if "dataset" not in expected or "paradigm" not in expected:
+    raise SystemExit(f"{config.paradigm}: config.stage1 must name the stage-1 paradigm and "
+                     f"dataset to be found, it has {sorted(expected)}.")
+  for name, candidate in discover_configs(expected["dataset"], extra):
+    flat = _flat(candidate.to_dict())
+    if all(k in flat and flat[k] == v for k, v in expected.items()):
+      return name, candidate
+  raise SystemExit(f"{config.paradigm}: no config in {CONFIG_DIR} (or --extra_configs) gives "
+                   f"a stage 1 with {expected}; add one, or change config.stage1.")
 
 
 # -------------------------------------------------------------- training ---
@@ -159,6 +213,37 @@ def train_within_budget(name, config, workdir, budget_minutes, max_steps=0, log=
   with open(record_path, "w") as f:
     json.dump(record, f, indent=1)
   return record
+
+
+def workdir_suffix(budget_minutes, max_steps=0) -> str:
+  """The end of every benchmark workdir's name: `_<budget>min[_max<N>]`."""
+  return f"_{budget_minutes:g}min" + (f"_max{max_steps}" if max_steps else "")
+
+
+def train_once(name, config, workdir, budget_minutes, max_steps=0, log=print, trained=None) -> dict:
+  """`train_within_budget`, once per workdir while `trained` ({workdir: record}) is shared."""
+  trained = {} if trained is None else trained
+  if workdir not in trained:
+    trained[workdir] = train_within_budget(name, config, workdir, budget_minutes, max_steps, log=log)
+  return trained[workdir]
+
+
+def with_stage1(config, workdir_root, budget_minutes, max_steps=0, extra=(), log=print,
+                trained=None):
+  """Readies the stage 1 of a two-stage `config`; returns its name (None for one stage).
+
+  The stage-1 config (`find_stage1`) is trained (or resumed) under the same budget rule in
+  `<workdir_root>/<stage1.dataset>/<name><workdir_suffix>`, once per `trained` dict, and
+  `config.stage1.workdir` is set to that workdir.
+  """
+  if stage1_expectations(config) is None:
+    return None
+  name, stage1_config = find_stage1(config, extra)
+  workdir = os.path.join(workdir_root, config.stage1.dataset,
+                         name + workdir_suffix(budget_minutes, max_steps))
+  train_once(name, stage1_config, workdir, budget_minutes, max_steps, log, trained)
+  config.stage1.workdir = workdir
+  return name
 
 
 # ------------------------------------------------------------ evaluation ---
@@ -269,11 +354,15 @@ def table_markdown(rows, meta) -> str:
            f"Budget {meta['budget_minutes']} min of training per paradigm; bits/dim on the whole "
            f"{meta['split']} split ({meta['num_real']} images); {fd}, precision and recall of "
            f"{meta['num_samples']} samples against it; samples/s timed after the sampler's compilation "
-           f"(the second of >= 2 batches on); train ex/s = batch size / median step time of the budget probe.", "",
+           f"(the second of >= 2 batches on); train ex/s = batch size / median step time of the budget probe."
+           + (" 'A (on B)': stage 2 of a two-stage model, trained on the codes of the row B's run "
+              "(its own budget; A's numbers exclude B's training)." if any(r.get("stage1") for r in rows)
+              else ""), "",
            "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
   for r in rows:
     flag = "—" if r.get("bound") is None else ("bound" if r["bound"] else "exact")
-    cells = [r["paradigm"], str(r.get("step", "")), _fmt(r.get("bits_per_dim")), flag,
+    label = r["paradigm"] + (f" (on {r['stage1']})" if r.get("stage1") else "")
+    cells = [label, str(r.get("step", "")), _fmt(r.get("bits_per_dim")), flag,
              _fmt(r.get(fd), 1), _fmt(r.get("precision")), _fmt(r.get("recall")),
              _rate(r.get("samples_per_s")), _fmt(r.get("nfe")), _rate(r.get("train_examples_per_s"))]
     lines.append("| " + " | ".join(cells) + " |")
@@ -282,12 +371,11 @@ def table_markdown(rows, meta) -> str:
 
 def plot_samples(grids: dict, path: str) -> None:
   """One grid of samples per paradigm, side by side, titled."""
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
+  from matplotlib.figure import Figure
   from gen_jax.utils import images
   names = list(grids)
-  fig, axes = plt.subplots(1, len(names), figsize=(2.2 * len(names), 2.6), squeeze=False)
+  fig = Figure(figsize=(2.2 * len(names), 2.6))
+  axes = fig.subplots(1, len(names), squeeze=False)
   for ax, name in zip(axes[0], names):
     ax.imshow(images.image_grid(grids[name][:64], ncols=8, upscale=1), interpolation="nearest")
     ax.set_title(name, fontsize=9)
@@ -295,15 +383,12 @@ def plot_samples(grids: dict, path: str) -> None:
   fig.tight_layout()
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   fig.savefig(path, dpi=130)
-  plt.close(fig)
 
 
 def plot_scatter(rows, path: str) -> None:
   """bits/dim (x) vs FD (y); marker area ~ log10(1 + samples/s); o exact, ^ bound; models without
   a likelihood are drawn at the right edge ("no likelihood")."""
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
+  from matplotlib.figure import Figure
   fd = fd_key(rows)
   ok = [r for r in rows if r.get(fd) is not None and np.isfinite(r[fd])]
   bpds = [r["bits_per_dim"] for r in ok if r.get("bits_per_dim") is not None]
@@ -311,7 +396,8 @@ def plot_scatter(rows, path: str) -> None:
   span = max(hi - lo, 0.5)
   has_none = any(r.get("bits_per_dim") is None for r in ok)
   none_x = hi + 0.3 * span
-  fig, ax = plt.subplots(figsize=(7, 4.8))
+  fig = Figure(figsize=(7, 4.8))
+  ax = fig.subplots()
   for r in ok:
     x = r["bits_per_dim"] if r.get("bits_per_dim") is not None else none_x
     marker = "x" if r.get("bound") is None else ("^" if r["bound"] else "o")
@@ -332,7 +418,6 @@ def plot_scatter(rows, path: str) -> None:
   fig.tight_layout()
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   fig.savefig(path, dpi=130)
-  plt.close(fig)
 
 
 def machine() -> str:
@@ -366,20 +451,24 @@ def quality_suite(dataset="digits", budget_minutes=2.0, workdir_root="/tmp/gen_j
   real_levels, _, info = train_classifier.load_split(dataset, "test")
   real01 = features.levels_to_unit(real_levels, info.num_levels)
   meta.update(num_real=int(real01.shape[0]), classifier_test_accuracy=net.meta.get("test_accuracy"))
-  suffix = f"_{budget_minutes:g}min" + (f"_max{max_steps}" if max_steps else "")
-  rows, grids = [], {}
+  suffix = workdir_suffix(budget_minutes, max_steps)
+  rows, grids, trained = [], {}, {}     # trained: workdir -> record (each trained once)
   bar = tqdm.tqdm(configs, desc="benchmark", disable=not progress, dynamic_ncols=True)
   for name, config in bar:
     workdir = os.path.join(workdir_root, dataset, name + suffix)
     bar.set_description(f"{name}: train")
-    t0 = time.perf_counter()
-    record = train_within_budget(name, config, workdir, budget_minutes, max_steps, log=log)
+    stage1 = with_stage1(config, workdir_root, budget_minutes, max_steps, extra_configs, log,
+                         trained)
+    record = train_once(name, config, workdir, budget_minutes, max_steps, log, trained)
     bar.set_description(f"{name}: evaluate")
+    t0 = time.perf_counter()
     row, grid = evaluate_workdir(name, workdir, net, real01, num_samples)
     row.update({k: record.get(k) for k in ("train_examples_per_s", "train_wall_s",
                                             "probe_seconds_per_step", "batch_size")})
-    row["eval_wall_s"] = time.perf_counter() - t0 - (record.get("train_wall_s") or 0.0)
+    row["eval_wall_s"] = time.perf_counter() - t0
     row["workdir"] = workdir
+    if stage1 is not None:
+      row["stage1"] = stage1
     rows.append(row)
     grids[name] = grid
     log(json.dumps(row, default=str))

@@ -1,11 +1,14 @@
 """experiments/benchmark.py: discovery, the budget rule, and the quality suite end to end.
 
-The end-to-end test trains two paradigms for 2 steps each: `vae` (found in
-experiments/configs/) and a paradigm defined in this file (added with
---extra_configs, its config.paradigm the dotted name of this module). That
-paradigm is an independent categorical per pixel with zero logits and a zero
-learning rate, so its test bits/dim is exactly log2(L) whatever the training:
-the table's number is checked against that truth.
+The end-to-end test trains paradigms for 2 steps each: `vae` and `latent_diffusion`
+(found in experiments/configs/) and two configs of a paradigm defined in this file
+(added with --extra_configs, their config.paradigm the dotted name of this module).
+On images that paradigm is an independent categorical per pixel with zero logits and
+a zero learning rate, so its test bits/dim is exactly log2(L) whatever the training:
+the table's number is checked against that truth. On a VAE's latents (the config
+`:latents`) it is a diagonal Gaussian prior decoded by the VAE: a second stage-2
+config naming the same stage 1 as latent_diffusion, which the benchmark must train
+once and share.
 """
 from __future__ import annotations
 
@@ -16,11 +19,13 @@ import sys
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from PIL import Image
 
 from experiments import benchmark
 from experiments.configs.common import base_config
 from gen_jax.paradigms.base import Paradigm
+from gen_jax.train.stages import stage1_config
 
 # config.paradigm must be a dotted path to leave gen_jax.paradigms: pytest may import this file
 # as the top-level `test_benchmark`, so it is also registered as `tests.test_benchmark`.
@@ -32,7 +37,10 @@ NAME = MODULE.rsplit(".", 1)[-1]      # the row name the benchmark gives this mo
 # ------------------------------------------ a paradigm defined in this file ---
 
 def make(model_config, info) -> Paradigm:
-  """Independent categorical pixels: p(x) = prod_d softmax(logits_d)[x_d] (exact likelihood)."""
+  """Independent categorical pixels: p(x) = prod_d softmax(logits_d)[x_d] (exact likelihood);
+  on a stage-1 VAE's latents, a diagonal Gaussian over them."""
+  if info.kind == "latents":
+    return latent_gaussian(info)
   if info.kind != "image":
     raise ValueError(f"{NAME}: needs image data, got kind {info.kind!r}.")
   levels = info.num_levels
@@ -59,10 +67,31 @@ def make(model_config, info) -> Paradigm:
                   likelihood_is_exact=True)
 
 
+def latent_gaussian(info) -> Paradigm:
+  """z ~ N(m, diag(s^2)) over the latents of `info.stage1`, decoded by it (no likelihood)."""
+  def init(rng, batch):
+    return {"m": jnp.zeros(info.shape), "log_s": jnp.zeros(info.shape)}
+
+  def loss(params, batch, rng):
+    u = (batch["z"] - params["m"]) * jnp.exp(-params["log_s"])
+    nll = jnp.sum(0.5 * u ** 2 + params["log_s"], axis=-1).mean()
+    return nll, {}
+
+  def sample(params, rng, num):
+    z = params["m"] + jnp.exp(params["log_s"]) * jax.random.normal(rng, (num, *info.shape))
+    return info.stage1.decode(z)
+
+  return Paradigm(init=init, loss=loss, sample=sample)
+
+
 def get_config(arg="digits"):
-  if arg != "digits":
-    raise ValueError(f"{NAME} config: only 'digits'.")
-  config = base_config(MODULE, arg)
+  if arg == "latents":           # stage 2 on the latents of the vae.py:digits run
+    config = base_config(MODULE, "encoded")
+    config.stage1 = stage1_config("", paradigm="vae", dataset="digits")
+  elif arg == "digits":
+    config = base_config(MODULE, arg)
+  else:
+    raise ValueError(f"{NAME} config: only 'digits' and 'latents'.")
   config.batch_size = 32
   config.optimizer.learning_rate = 0.0     # logits stay 0: bits/dim = log2(L) exactly
   return config
@@ -102,16 +131,28 @@ def test_table_and_scatter_with_a_model_without_likelihood(tmp_path):
   assert Image.open(tmp_path / "s.png").size[0] > 300
 
 
-def test_quality_suite_end_to_end_with_a_paradigm_from_this_file(tmp_path):
-  out = tmp_path / "out"
+def test_find_stage1_matches_the_expected_fields():
+  name, config = benchmark.find_stage1(get_config("latents"))
+  assert name == "vae" and config.paradigm == "vae" and config.dataset == "digits"
+  wrong = get_config("latents")
+  wrong.stage1.model = {"latent_dim": 12345}
+  with pytest.raises(SystemExit, match="latent_dim"):
+    benchmark.find_stage1(wrong)
+  assert benchmark.stage1_expectations(get_config("digits")) is None
+
+
+def test_quality_suite_end_to_end_with_a_paradigm_from_this_file(tmp_path, capsys):
+  out, work = tmp_path / "out", tmp_path / "work" / "digits"
+  latents = f"{NAME}_latents"
   argv = ["--suite=quality", "--dataset=digits", "--budget_minutes=0.01", "--max_steps=2",
-          "--only=vae," + NAME, f"--extra_configs={MODULE}:digits", "--num_samples=64",
+          f"--only=vae,latent_diffusion,{NAME},{latents}",
+          f"--extra_configs={MODULE}:digits,{MODULE}:latents", "--num_samples=64",
           f"--workdir_root={tmp_path / 'work'}", f"--out={out}", "--no_progress"]
   benchmark.main(argv)
   with open(out / "table.json") as f:
     table = json.load(f)
   rows = {r["paradigm"]: r for r in table["rows"]}
-  assert set(rows) == {"vae", NAME}
+  assert set(rows) == {"vae", "latent_diffusion", NAME, latents}
   mine, vae = rows[NAME], rows["vae"]
   assert mine["module"] == MODULE and mine["step"] == 2
   assert mine["bound"] is False and vae["bound"] is True
@@ -127,10 +168,21 @@ def test_quality_suite_end_to_end_with_a_paradigm_from_this_file(tmp_path):
     w, h = Image.open(out / png).size
     assert w > 200 and h > 100
   # The workdir records the budgeted step count (a rerun resumes with it).
-  record = json.loads((tmp_path / "work" / "digits" / f"{NAME}_0.01min_max2" / "benchmark_train.json").read_text())
+  record = json.loads((work / f"{NAME}_0.01min_max2" / "benchmark_train.json").read_text())
   assert record["num_train_steps"] == 2
+  # Two-stage configs: their stage 1 (the vae row's run) was trained once, before them,
+  # and both stage-2 runs read it.
+  vae_dir = str(work / "vae_0.01min_max2")
+  assert capsys.readouterr().out.count("[vae] ") == 1
+  for name in ("latent_diffusion", latents):
+    assert rows[name]["stage1"] == "vae" and rows[name]["step"] == 2
+    saved = json.loads((work / f"{name}_0.01min_max2" / "config.json").read_text())
+    assert saved["stage1"]["workdir"] == vae_dir
+    assert f"| {name} (on vae) | 2 |" in md
+  assert rows["latent_diffusion"]["bits_per_dim"] is None and "stage1" not in vae
   # A rerun resumes the finished workdirs and reuses their cached scores: the same rows.
   again = {r["paradigm"]: r for r in benchmark.main(argv)}
+  assert capsys.readouterr().out.count("[vae] resuming") == 1
   for name, r in rows.items():
     for k in ("step", "bits_per_dim", "FD (digits classifier)", "precision", "recall"):
       assert again[name][k] == r[k], (name, k)
