@@ -12,7 +12,12 @@ Args: digits | mnist_idx (stage 1: vae.py:mnist_idx in /tmp/gen_jax/vae_mnist_id
 The objective is `model.objective` (edm | ddpm | score_sde | flow_matching, each with its own
 paradigm's model fields); EDM by default with sigma_data = 1, the std of the standardised
 latents. No likelihood (gen_jax/paradigms/latent_diffusion.py says why): scored by FD.
-Measured figures are in README.md with the commands that gave them.
+
+Measured (2026-11-26, 2-core CPU at load ~27; both stages at these defaults, stage 1 =
+vae.py:digits, test ELBO 2.043 bits/dim): `python -m experiments.evaluate --workdir=/tmp/ld`
+gives FD (digits classifier) 48.6, precision 0.93, recall 0.19 (1,000 samples vs the 360 test
+images); the VAE's own prior samples score FD 74.0 and its reconstructions of the test
+images 37.6 (the floor a prior over these latents can reach). 4,000 steps took 70 s.
 """
 from experiments.configs import vae
 from experiments.configs.common import base_config
