@@ -30,7 +30,7 @@ character outside the vocabulary and lists the allowed ones), draws the N codes
 with the KV-cached sampler (gen_jax.samplers.autoregressive, the prompt is the
 prefix), and decodes them with the stage-1 decoder: images float32 [num, H, W, C]
 in [0, 1]. `label=c` uses the caption TEMPLATES[0] of c ("a handwritten c");
-with neither, row i uses that caption of digit i mod 10 (so the grids the loop
+with neither, sample i uses that caption of digit i mod 10 (so the grids the loop
 writes show every digit in turn).
 
 Likelihood: none is reported (log_likelihood is None): the model gives
@@ -45,17 +45,17 @@ import chex
 import jax
 import jax.numpy as jnp
 
-from gen_jax.data import captions as captions_lib
+from gen_jax.data.captions import NUM_DIGITS, CaptionVocab, caption_table, make_vocab
 from gen_jax.losses import nll as nll_lib
 from gen_jax.paradigms.base import Paradigm
 from gen_jax.paradigms.gpt import ArCore, make_model
 from gen_jax.paradigms.maskgit import check_codes_info
 
 
-def caption_vocab(model_config) -> captions_lib.CaptionVocab:
+def caption_vocab(model_config) -> CaptionVocab:
   """The caption vocabulary a text2image config fixes (for tools that tokenize prompts)."""
-  return captions_lib.make_vocab(model_config.get("caption_level", "word"),
-                                 int(model_config.get("caption_len", 0)))
+  return make_vocab(model_config.get("caption_level", "word"),
+                    int(model_config.get("caption_len", 0)))
 
 
 def caption_image_nll(logits, targets, caption_len: int, num_codes: int, text_weight: float):
@@ -84,13 +84,13 @@ def caption_image_nll(logits, targets, caption_len: int, num_codes: int, text_we
 def make(model_config, info) -> Paradigm:
   """text2image over the codes of `info` (kind 'codes', digit labels); see the module docstring."""
   check_codes_info(info, "text2image")
-  if info.num_classes != captions_lib.NUM_DIGITS:
+  if info.num_classes != NUM_DIGITS:
     raise ValueError(f"text2image writes captions of the digits 0-9, so it needs 10 labels; "
                      f"{info.name!r} has num_classes={info.num_classes}. Use a stage 1 trained "
                      "on digits or mnist_idx.")
   get = model_config.get
   vocab = caption_vocab(model_config)
-  table = jnp.asarray(captions_lib.caption_table(vocab))          # [10, templates, L_c]
+  table = jnp.asarray(caption_table(vocab))          # [10, templates, L_c]
   num_templates, caption_len = table.shape[1:]
   h, w = info.shape
   num_tokens, num_codes = h * w, int(info.num_codes)
@@ -136,7 +136,7 @@ def make(model_config, info) -> Paradigm:
     if prompt is not None:
       caption_ids = jnp.broadcast_to(jnp.asarray(vocab.encode(prompt)), (num, caption_len))
     else:
-      labels = (jnp.arange(num) % captions_lib.NUM_DIGITS if label is None
+      labels = (jnp.arange(num) % NUM_DIGITS if label is None
                 else jnp.broadcast_to(jnp.asarray(label, jnp.int32), (num,)))
       caption_ids = table[labels, 0]
     tau = default_temperature if temperature is None else temperature
