@@ -1,6 +1,6 @@
 """End to end: a tiny GPT trained by `experiments.train` on a text file the test writes, then
 `experiments.sample` continues a prompt with it (and refuses characters it never saw); a tiny
-text2image over a tiny VQ-VAE writes the image grid of a prompt (and refuses unknown words)."""
+text2image over a tiny VQ-VAE writes the image grid of a prompt."""
 import json
 import os
 
@@ -35,7 +35,7 @@ def test_gpt_trains_on_a_text_file_and_samples_continue_it(tmp_path, cli):
   assert proc.returncode != 0 and "'Q'" in proc.stderr.strip().splitlines()[-1]
 
 
-def test_text2image_writes_the_grid_of_a_prompt_and_refuses_unknown_words(tmp_path, cli):
+def test_text2image_writes_the_image_grid_of_a_prompt(tmp_path, cli):
   data = f"--config.data_dir={tmp_path / 'tfds'}"
   short = ["--config.batch_size=32", "--config.num_train_steps=10", "--config.log_every_steps=10",
            "--config.eval_every_steps=10", "--config.sample_every_steps=10",
@@ -55,8 +55,3 @@ def test_text2image_writes_the_grid_of_a_prompt_and_refuses_unknown_words(tmp_pa
             f"--out={png}").stdout
   assert f"wrote {png} (9 samples" in out
   assert Image.open(png).size == (252, 252)       # 3x3 grid of 8x8 digits, 1-px gaps, x9
-  proc = cli("experiments.sample", f"--workdir={t2i}", "--prompt=a sketch of a three",
-             check=False)
-  last = proc.stderr.strip().splitlines()[-1]
-  assert proc.returncode == 2 and "'sketch'" in last and "'handwritten'" in last, last
-

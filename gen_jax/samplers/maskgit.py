@@ -23,8 +23,9 @@ position set to [MASK]. At step t = 1..T:
   4. re-mask the n_t least confident of the newly sampled positions, with
      n_t = min(floor(gamma(t / T) N), |M_{t-1}| - 1) clipped at 0, where
      |M_{t-1}| is the number masked before the step (each step fixes at least
-     one token, as the reference's clamp does; with T <= N the cosine count
-     itself is never clamped in practice).
+     one token, as the reference's clamp does; it acts only where two
+     consecutive cosine counts are equal, e.g. N = 16, T = 16 gives 15, 15, ...,
+     while N = 16, T = 8 gives 15, 14, 13, 11, 8, 6, 3, 0 unclamped).
 After step T nothing is masked. The network is evaluated T times (NFE = T).
 """
 from __future__ import annotations
