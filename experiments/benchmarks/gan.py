@@ -228,7 +228,7 @@ def losses_table(reference: dict, rows: list, meta: dict) -> str:
            f"{reference['num_real']:,} test images; measured {meta['date']} on {meta['machine']}. "
            "train s: the loop's wall-clock, compilation and the end-of-run grid included; "
            "load avg: the 1/5/15-minute load averages, mean of before and after training.",
-           f"Command: `{meta['command']}`", "",
+           f"Command: `{meta['command']}`", *([meta["note"]] if meta.get("note") else []), "",
            "| " + " | ".join(head) + " |", "|" + "---|" * len(head),
            f"| reference: {reference['what']} | — | — | — | — | {reference[fd]:.1f} | "
            f"{reference['precision']:.3f} | {reference['recall']:.3f} | — |"]
