@@ -63,7 +63,7 @@ def ready_runs(dataset, root, steps=None, names=PRIORS + (TEXT2IMAGE,), given=No
   """
   from gen_jax.train import loop
   given = dict(given or {})
-  runs, stage1_dirs = {}, {}
+  runs, stage1_dirs, trained = {}, {}, set()
   for name in names:
     if name in given:
       config, workdir = loop.load_config(given[name]), given[name]
@@ -71,9 +71,10 @@ def ready_runs(dataset, root, steps=None, names=PRIORS + (TEXT2IMAGE,), given=No
       config, workdir = _config(name, dataset, steps), os.path.join(root, dataset, name)
       stage1, stage1_config = benchmark.find_stage1(config)
       config.stage1.workdir = given.get(stage1) or os.path.join(root, dataset, stage1)
-      if stage1 not in given:
+      if stage1 not in given and stage1 not in trained:
         log(f"[{stage1}] training (stage 1) in {config.stage1.workdir}")
         timed_train(with_steps(stage1_config, steps), config.stage1.workdir)
+        trained.add(stage1)
     log(f"[{name}] {'using' if name in given else 'training'} {workdir}")
     if name in given:                                   # read only: nothing written there
       run, state, _ = loop.restore(workdir)
