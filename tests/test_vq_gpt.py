@@ -52,6 +52,8 @@ def test_trains_evaluates_a_bound_and_writes_image_samples(trained):
     json.dump({**record, "fingerprint": "0" * 64}, f)
   with pytest.raises(UserError, match="Use a new --workdir for a stage 2 on the new stage 1"):
     loop.train(config, workdir, progress=False)
+  with pytest.raises(UserError, match="that stage-1 run now holds other params"):
+    loop.restore(workdir)                  # evaluate / sample would score other codes
   with open(f"{workdir}/stage1.json", "w") as f:
     json.dump(record, f)
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 
-import jax
 import numpy as np
 import tensorflow_datasets as tfds
 
@@ -43,6 +42,7 @@ def encoded_config(stage1) -> EncodedConfig:
 
 def encode_split(stage1, split: str, data_dir: str) -> dict:
   """The stage-1 dataset's `split`, in stored order, with its encodings: {"codes"|"z", "image", "label"?}."""
+  import jax
   from gen_jax.data import pipeline
   cfg = stage1.config
   encode = jax.jit(stage1.paradigm.encode)
@@ -83,7 +83,13 @@ class Encoded(tfds.core.GeneratorBasedBuilder):
     self._stage1, self._root = stage1, data_dir
     super().__init__(config=encoded_config(stage1), data_dir=data_dir, **kwargs)
 
+  @property
+  def stage1(self):
+    """The gen_jax.train.stages.Stage1 whose encodings this builder holds."""
+    return self._stage1
+
   def _info(self):
+    import jax
     s1 = self._stage1
     abstract = jax.eval_shape(s1.paradigm.encode, s1.params,
                               jax.ShapeDtypeStruct((1, *s1.info.shape), np.uint8))

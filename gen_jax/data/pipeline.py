@@ -231,7 +231,7 @@ def _info_from_builder(name, builder, preprocess, seq_len) -> DatasetInfo:
     if preprocess != "none":
       raise UserError(f"preprocess={preprocess!r} on dataset 'encoded': the stage-1 run's "
                       "preprocessing is already applied to its images. Set --config.preprocess=none.")
-    s1 = builder._stage1
+    s1 = builder.stage1
     shape = tuple(builder.info.features["codes" if kind == "codes" else "z"].shape)
     num_codes = s1.config.model.get("num_codes") if kind == "codes" else None
     stats = {}

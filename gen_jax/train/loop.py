@@ -348,6 +348,7 @@ def restore(workdir: str, step: int | None = None, paradigm=None, mesh: str | No
   if mesh is not None:
     config.mesh = mesh
   run = build(config, paradigm=paradigm)
+  _check_same_stage1(workdir, run.info, write=False)
   manager = ckpt_lib.make_manager(workdir, config.keep_checkpoints)
   try:
     if step is not None:
