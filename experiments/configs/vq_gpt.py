@@ -12,7 +12,10 @@ Stage 1, then stage 2 (the stage-1 workdir is config.stage1.workdir; these are t
 The first stage-2 run encodes the stage-1 dataset once into the cached dataset "encoded"
 (gen_jax.data.encoded). A stage-1 run whose saved config differs from config.stage1 (paradigm,
 dataset, model.num_codes), or that is unfinished, is refused with a message. Another stage-1
-run: --config.stage1.workdir=DIR (and its fields). Measured figures are in README.md.
+run: --config.stage1.workdir=DIR (and its fields).
+
+Measured (digits, defaults, on the vqvae.py:digits run above; 2.5 min under load ~28): test bound
+2.52 bits/dim (recon 1.37 + prior 1.15; the uniform code prior gives 2.87).
 """
 from experiments.configs.common import base_config
 from gen_jax.train.stages import stage1_config

@@ -7,7 +7,10 @@ The workdirs above are the ones the stage-2 configs (vq_gpt.py, ...) read by def
 Datasets: digits (default, embedded; 8x8 -> a 4x4 grid of 64 codes), mnist_idx (mnist10k from
 ../shared/data/mnist; 28x28 -> 7x7 of 128 codes). `bits_per_dim` of the evaluation is the bound
 under a uniform code prior; `recon_bits_per_dim` in metrics.jsonl is -log2 p(x | z_q) per
-sub-pixel. Measured figures are in README.md with the commands that gave them.
+sub-pixel.
+
+Measured (digits, defaults, this 2-core CPU under load 17-30, 5.5 min): test recon 1.37 bits/dim
+(train 0.83), uniform-prior bound 2.87 bits/dim, code perplexity 45.5 of 64, no unused codes.
 """
 from experiments.configs.common import base_config
 
