@@ -104,12 +104,17 @@ def table_markdown(ours: list, meta: dict) -> str:
       f"trained on {NUM_TRAIN_IMAGES:,} images, tested on the {meta['num_test']:,} held-out ones; "
       f"one seeded stochastic binarization), {meta['budget_minutes']:g} min of training per "
       f"model under `experiments.benchmark.train_within_budget`, measured {meta['date']} on "
-      f"{meta['machine']}. Published: full binarized MNIST (60,000 training images, 10,000 test). "
+      f"{meta['machine']}. Published: full binarized MNIST (60,000 training images, 10,000 test), "
+      "the figures as quoted in gen_jax issue 9 (source: the paper they come from). "
       "A bound is an upper bound on the NLL. Ours are trained on 8,000 images for minutes on a "
       "CPU: the published rows give the scale, not a like-for-like comparison. train min: "
       "the loop's wall-clock (after the budget probe); load avg: the machine's 1/5/15-minute "
       "load averages, mean of before and after training (2 cores shared with other jobs).",
-      f"Command: `{meta['command']}`", "",
+      *([f"VAE: IWAE bound with k = {meta['iwae_k']} (published: k = 5000). DDPM: VLB estimated "
+         f"without bias from {meta['vlb_steps']} stratified steps of T = 1000 per image."]
+        if "iwae_k" in meta else []),
+      f"Command: `{meta['command']}`" + (f" ({meta['ran_as']})" if meta.get("ran_as") else ""),
+      *([meta["note"]] if meta.get("note") else []), "",
       "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
   for r in list(ours) + published_rows():
     load = r.get("load_avg")
