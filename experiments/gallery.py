@@ -137,7 +137,8 @@ def image_gallery(dataset, out, workdir_root, budgets, max_steps=0, only=None, s
         log(f"[gallery] {family}: {name} NOT DRAWN: {type(e).__name__}: {e}")
         continue
       panels[f"{name} ({step:,} steps)"] = picture(samples)
-      row.update(step=int(step), workdir=workdir, note=NOTES.get(name, ""))
+      row.update(step=int(step), workdir=workdir, note=NOTES.get(name, ""),
+                 minutes=budgets.get(name, budgets[None]))
       log(f"[gallery] {family}: {name} at step {step} from {workdir}")
     if panels:
       family_figure(panels, os.path.join(out, f"{family}.png"),
@@ -170,7 +171,8 @@ def text_gallery(text_configs, out, workdir_root, budgets, max_steps=0, seed=0,
     with open(path, "w", encoding="utf-8") as f:
       f.write(text + "\n")
     rows.append({"family": family_of(name), "paradigm": f"{name} ({spec})", "step": int(step),
-                 "workdir": workdir, "file": f"{name}.txt", "note": ""})
+                 "workdir": workdir, "file": f"{name}.txt", "note": "",
+                 "minutes": budgets.get(name, budgets[None])})
     log(f"[gallery] {name}: {TEXT_SAMPLES} samples at step {step} -> {path}")
   return rows
 
@@ -179,8 +181,9 @@ def write_index(rows, out, command) -> str:
   """<out>/index.md: the files, their paradigms and steps, the date and the command."""
   lines = [f"Gallery written {datetime.date.today().isoformat()} by `{command}`; "
            "samples from each paradigm's EMA parameters after the steps shown.", "",
-           "| file | family | paradigm | steps | note |", "|---|---|---|---|---|"]
-  lines += [f"| {r['file']} | {r['family']} | {r['paradigm']} | "
+           "| file | family | paradigm | training budget (min) | steps | note |",
+           "|---|---|---|---|---|---|"]
+  lines += [f"| {r['file']} | {r['family']} | {r['paradigm']} | {r.get('minutes', '—')} | "
             f"{'—' if r.get('step') is None else format(r['step'], ',')} | {r.get('note', '')} |"
             for r in rows]
   path = os.path.join(out, "index.md")
