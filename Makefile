@@ -28,7 +28,7 @@ test: $(STAMP)
 	$(PY) -m pytest -n $(PYTEST_WORKERS) -q tests notebooks --nbmake --nbmake-timeout=900
 
 gallery: $(STAMP)
-	$(PY) -m experiments.gallery --out=results/gallery
+	$(PY) -m experiments.gallery --out=results/gallery --budget_overrides=ddpm:5,maskgit:3,text2image:3
 
 clean:
 	rm -rf $(VENV) workdirs
