@@ -108,7 +108,8 @@ def table_markdown(ours: list, meta: dict) -> str:
       "the figures as quoted in gen_jax issue 9 (source: the paper they come from). "
       "A bound is an upper bound on the NLL. Ours are trained on 8,000 images for minutes on a "
       "CPU: the published rows give the scale, not a like-for-like comparison. train min: "
-      "the loop's wall-clock (after the budget probe); load avg: the machine's 1/5/15-minute "
+      "the loop's wall-clock after the budget probe, compilation and its end-of-run grid of 16 "
+      "samples included (784 sequential steps for pixel_ar, 1000 for ddpm); load avg: the machine's 1/5/15-minute "
       "load averages, mean of before and after training (2 cores shared with other jobs).",
       *([f"VAE: IWAE bound with k = {meta['iwae_k']} (published: k = 5000). DDPM: VLB estimated "
          f"without bias from {meta['vlb_steps']} stratified steps of T = 1000 per image."]
