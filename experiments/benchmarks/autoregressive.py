@@ -16,7 +16,8 @@ Parts (each returns a dict; `run()` returns them all):
   validation loss (nats/char) on the *whole* validation split (last 10% of Tiny Shakespeare)
   after the run. Reference (issue 4, this machine): nanoGPT 50 ms/iter, 15,300 tokens/s,
   validation loss 1.886 (nanoGPT's own estimate from 20 random batches; the same nanoGPT run
-  scores 1.898 on the whole validation split, which is what this benchmark reports);
+  scores 1.898 on the whole validation split, which is what this benchmark reports; a second
+  nanoGPT seed: 1.883 / 1.898);
   targets <= 33 ms/iter, >= 23,000 tokens/s, loss <= 1.88.
 * sampling: KV-cached vs naive full re-forward decoding of new tokens (the recipe's sizes with
   257 positions), wall time for 64/128/256 tokens (cached cost should grow linearly) and the
