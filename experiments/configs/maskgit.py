@@ -15,35 +15,14 @@ a likelihood of the codes). Sampling costs T = model.num_steps network evaluatio
 whole code grid (16 codes on digits, 49 on mnist_idx), vq_gpt's one per code.
 Measured figures are in README.md with the commands that gave them.
 """
-from experiments.configs.common import base_config
-from experiments.configs.vq_gpt import STAGE1
-from gen_jax.train.stages import stage1_config
+from experiments.configs.vq_gpt import code_prior_config
 
 
 def get_config(arg: str = "digits"):
-  if arg not in STAGE1:
-    raise ValueError(f"Unknown maskgit config arg {arg!r}; use one of {tuple(STAGE1)}.")
-  config = base_config("maskgit", "encoded")
-  workdir, num_codes = STAGE1[arg]
-  config.stage1 = stage1_config(workdir, paradigm="vqvae", dataset=arg, model=dict(num_codes=num_codes))
-  config.model.num_layers = 4              # the GPT's transformer, used with causal=False
-  config.model.num_heads = 4
-  config.model.embed_dim = 128
-  config.model.mlp_ratio = 4
-  config.model.dropout = 0.1
-  config.model.use_bias = False
+  config = code_prior_config("maskgit", arg)  # the GPT's transformer, used with causal=False
   config.model.num_steps = 8               # T: decoding steps (network evaluations) per sample
   config.model.temperature = 1.0           # of the token draws
   config.model.choice_temperature = 4.5    # Gumbel noise on the confidence, annealed to 0 at step T
-  config.batch_size = 64
-  config.num_train_steps = 2_000
-  config.optimizer.name = "adamw"
-  config.optimizer.learning_rate = 1e-3
-  config.optimizer.weight_decay = 0.1
-  config.optimizer.schedule = "cosine"
-  config.optimizer.warmup_steps = 100
-  config.eval_every_steps = 1_000
-  config.sample_every_steps = 1_000
   if arg == "mnist_idx":
     config.model.embed_dim = 192
     config.batch_size = 128

@@ -13,9 +13,7 @@ A prompt may use only the vocabulary's words (caption_level "word") or character
 others are refused with a message that lists the allowed ones. No likelihood is reported.
 Measured figures are in README.md with the commands that gave them.
 """
-from experiments.configs.common import base_config
-from experiments.configs.vq_gpt import STAGE1
-from gen_jax.train.stages import stage1_config
+from experiments.configs.vq_gpt import code_prior_config
 
 _ARGS = ("digits",)
 
@@ -23,27 +21,10 @@ _ARGS = ("digits",)
 def get_config(arg: str = "digits"):
   if arg not in _ARGS:
     raise ValueError(f"Unknown text2image config arg {arg!r}; use one of {_ARGS}.")
-  config = base_config("text2image", "encoded")
-  workdir, num_codes = STAGE1[arg]
-  config.stage1 = stage1_config(workdir, paradigm="vqvae", dataset=arg, model=dict(num_codes=num_codes))
+  config = code_prior_config("text2image", arg)
   config.model.caption_level = "word"      # word | char: the caption vocabulary
   config.model.caption_len = 0             # caption tokens (padded); 0 = the longest template caption
   config.model.text_loss_weight = 0.0      # lambda of the caption tokens' NLL (DALL-E: 1/7 of image's)
-  config.model.num_layers = 4
-  config.model.num_heads = 4
-  config.model.embed_dim = 128
-  config.model.mlp_ratio = 4
-  config.model.dropout = 0.1
-  config.model.use_bias = False
   config.model.temperature = 1.0           # default sampling temperature
-  config.batch_size = 64
-  config.num_train_steps = 2_000
-  config.optimizer.name = "adamw"
-  config.optimizer.learning_rate = 1e-3
-  config.optimizer.weight_decay = 0.1
-  config.optimizer.schedule = "cosine"
-  config.optimizer.warmup_steps = 100
-  config.eval_every_steps = 1_000
-  config.sample_every_steps = 1_000
   config.num_samples = 100                 # the loop's 10x10 grids: column j = digit j
   return config

@@ -24,25 +24,40 @@ from gen_jax.train.stages import stage1_config
 STAGE1 = {"digits": ("/tmp/gen_jax/vqvae_digits", 64), "mnist_idx": ("/tmp/gen_jax/vqvae_mnist", 128)}
 
 
-def get_config(arg: str = "digits"):
-  config = base_config("vq_gpt", "encoded")
+def code_prior_config(paradigm: str, arg: str):
+  """The fields every transformer prior over stage-1 VQ codes shares (vq_gpt, maskgit, text2image):
+  its stage 1, the GPT's transformer sizes and nanoGPT-style AdamW with a cosine schedule."""
+  if arg not in STAGE1:
+    raise ValueError(f"Unknown {paradigm} config arg {arg!r}; use one of {tuple(STAGE1)}.")
+  config = base_config(paradigm, "encoded")
   workdir, num_codes = STAGE1[arg]
   config.stage1 = stage1_config(workdir, paradigm="vqvae", dataset=arg, model=dict(num_codes=num_codes))
-  config.model.num_layers = 2             # 16 codes a digit, 1,437 training digits: a small prior
+  config.model.num_layers = 4
   config.model.num_heads = 4
-  config.model.embed_dim = 64
+  config.model.embed_dim = 128
   config.model.mlp_ratio = 4
-  config.model.dropout = 0.2               # 4 layers x 128 wide overfit (test bound 2.53 -> 2.86 over 2,000 steps)
-  config.model.class_conditional = False   # True: start token = label, sample(label=c)
+  config.model.dropout = 0.1
+  config.model.use_bias = False
   config.batch_size = 64
-  config.num_train_steps = 1_000
+  config.num_train_steps = 2_000
   config.optimizer.name = "adamw"
   config.optimizer.learning_rate = 1e-3
   config.optimizer.weight_decay = 0.1
   config.optimizer.schedule = "cosine"
   config.optimizer.warmup_steps = 100
-  config.eval_every_steps = 500
+  config.eval_every_steps = 1_000
   config.sample_every_steps = 1_000
+  return config
+
+
+def get_config(arg: str = "digits"):
+  config = code_prior_config("vq_gpt", arg)
+  config.model.num_layers = 2             # 16 codes a digit, 1,437 training digits: a small prior
+  config.model.embed_dim = 64
+  config.model.dropout = 0.2               # 4 layers x 128 wide overfit (test bound 2.53 -> 2.86 over 2,000 steps)
+  config.model.class_conditional = False   # True: start token = label, sample(label=c)
+  config.num_train_steps = 1_000
+  config.eval_every_steps = 500
   if arg == "mnist_idx":
     config.model.num_layers = 4
     config.model.embed_dim = 128

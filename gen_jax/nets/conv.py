@@ -21,6 +21,27 @@ def check_divisible(shape, num_stages: int, what: str) -> None:
         f"({num_stages} stride-2 stages); use fewer entries in model.channels.")
 
 
+def downsample(x, channels: Sequence[int]):
+  """A 3x3 stem, then per entry c of `channels` a stride-2 4x4 conv and a 3x3 conv to c
+  channels (GELU after each). Called inside an `nn.compact` method, whose submodules
+  the convolutions become."""
+  x = nn.gelu(nn.Conv(channels[0], (3, 3))(x))
+  for c in channels:
+    x = nn.gelu(nn.Conv(c, (4, 4), strides=(2, 2))(x))
+    x = nn.gelu(nn.Conv(c, (3, 3))(x))
+  return x
+
+
+def upsample(x, channels: Sequence[int], out_channels: int):
+  """The mirror of `downsample`: per entry of reversed `channels` a 3x3 conv and a stride-2
+  4x4 transposed conv, then a 3x3 conv and a 3x3 output conv to `out_channels`."""
+  for c in reversed(channels):
+    x = nn.gelu(nn.Conv(c, (3, 3))(x))
+    x = nn.gelu(nn.ConvTranspose(c, (4, 4), strides=(2, 2))(x))
+  x = nn.gelu(nn.Conv(channels[0], (3, 3))(x))
+  return nn.Conv(out_channels, (3, 3))(x)
+
+
 class ConvEncoder(nn.Module):
   """[B, H, W, C] -> [B, out_features] through stride-2 conv stages."""
   channels: Sequence[int] = (32, 64)
@@ -28,10 +49,7 @@ class ConvEncoder(nn.Module):
 
   @nn.compact
   def __call__(self, x):
-    x = nn.gelu(nn.Conv(self.channels[0], (3, 3))(x))
-    for c in self.channels:
-      x = nn.gelu(nn.Conv(c, (4, 4), strides=(2, 2))(x))
-      x = nn.gelu(nn.Conv(c, (3, 3))(x))
+    x = downsample(x, self.channels)
     x = x.reshape(x.shape[0], -1)
     return nn.Dense(self.out_features)(x)
 
@@ -48,11 +66,7 @@ class ConvDecoder(nn.Module):
     h, w = self.image_shape[0] // factor, self.image_shape[1] // factor
     x = nn.Dense(h * w * self.channels[-1])(z)
     x = nn.gelu(x.reshape(z.shape[0], h, w, self.channels[-1]))
-    for c in reversed(self.channels):
-      x = nn.gelu(nn.Conv(c, (3, 3))(x))
-      x = nn.gelu(nn.ConvTranspose(c, (4, 4), strides=(2, 2))(x))
-    x = nn.gelu(nn.Conv(self.channels[0], (3, 3))(x))
-    return nn.Conv(self.out_channels, (3, 3))(x)
+    return upsample(x, self.channels, self.out_channels)
 
 
 def to_unit_range(x_levels, num_levels: int):

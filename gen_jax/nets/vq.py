@@ -20,6 +20,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from gen_jax.nets.conv import downsample, upsample
+
 
 def nearest_code(z, codebook):
   r"""argmin_k ||z - e_k||^2 for z [..., D] and codebook [K, D] -> int32 [...].
@@ -50,10 +52,7 @@ class GridEncoder(nn.Module):
 
   @nn.compact
   def __call__(self, x):
-    x = nn.gelu(nn.Conv(self.channels[0], (3, 3))(x))
-    for c in self.channels:
-      x = nn.gelu(nn.Conv(c, (4, 4), strides=(2, 2))(x))
-      x = nn.gelu(nn.Conv(c, (3, 3))(x))
+    x = downsample(x, self.channels)
     return nn.Conv(self.code_dim, (1, 1))(x)
 
 
@@ -65,11 +64,7 @@ class GridDecoder(nn.Module):
   @nn.compact
   def __call__(self, z):
     x = nn.gelu(nn.Conv(self.channels[-1], (3, 3))(z))
-    for c in reversed(self.channels):
-      x = nn.gelu(nn.Conv(c, (3, 3))(x))
-      x = nn.gelu(nn.ConvTranspose(c, (4, 4), strides=(2, 2))(x))
-    x = nn.gelu(nn.Conv(self.channels[0], (3, 3))(x))
-    return nn.Conv(self.out_channels, (3, 3))(x)
+    return upsample(x, self.channels, self.out_channels)
 
 
 class VQVAENet(nn.Module):
