@@ -137,12 +137,7 @@ def tiny_vqvae_config(**overrides):
   config.eval_every_steps = config.sample_every_steps = 4
   config.num_samples = 4
   config.optimizer.warmup_steps = 1
-  for k, v in overrides.items():
-    target = config
-    *path, last = k.split(".")
-    for p in path:
-      target = target[p]
-    target[last] = v
+  config.update_from_flattened_dict(overrides)   # keys may be dotted: "model.beta"
   return config
 
 

@@ -16,12 +16,7 @@ def tiny_vae_config(**overrides):
   config.sample_every_steps = 12
   config.num_samples = 4
   config.optimizer.warmup_steps = 2
-  for k, v in overrides.items():
-    target = config
-    *path, last = k.split(".")
-    for p in path:
-      target = target[p]
-    target[last] = v
+  config.update_from_flattened_dict(overrides)   # keys may be dotted: "model.beta"
   return config
 
 
