@@ -166,8 +166,7 @@ def _codes_info():
                      image_shape=(2, 2, 1), num_classes=None, stage1=stage1)
 
 
-def test_maskgit_learns_two_code_images_and_samples_them_in_t_steps():
-  import optax
+def test_maskgit_learns_two_code_images_and_samples_them_in_t_steps(adam_fit):
   from gen_jax.paradigms import maskgit
   model = ml_collections.ConfigDict(dict(num_layers=1, num_heads=2, embed_dim=32, mlp_ratio=2,
                                          num_steps=3))
@@ -175,17 +174,7 @@ def test_maskgit_learns_two_code_images_and_samples_them_in_t_steps():
   assert p.log_likelihood is None
   batch = {"codes": jnp.asarray(np.repeat(PATTERNS, 16, axis=0).reshape(-1, 2, 2))}
   params = p.init(jax.random.key(0), batch)
-  tx = optax.adam(3e-3)
-  opt = tx.init(params)
-
-  @jax.jit
-  def step(params, opt, rng):
-    (loss, metrics), g = jax.value_and_grad(p.loss, has_aux=True)(params, batch, rng)
-    updates, opt = tx.update(g, opt)
-    return optax.apply_updates(params, updates), opt, loss
-
-  for i in range(300):
-    params, opt, _ = step(params, opt, jax.random.key(i))
+  params, _ = adam_fit(p, params, batch, 300)
   # Any visible token determines the pattern; with all 4 masked (P = (2/pi) arccos(3/4)) each
   # masked token is a coin flip. So the best loss is log 2 * 4 P(|M| = 4) / E|M| = 0.430, while
   # a model ignoring the context scores log 2 = 0.693 on every token.

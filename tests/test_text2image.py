@@ -10,7 +10,6 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import optax
 import pytest
 
 from gen_jax.data import captions
@@ -114,7 +113,7 @@ def _codes_info():
                      num_codes=10, image_shape=(2, 2, 1), stage1=stage1)
 
 
-def test_a_tiny_model_learns_which_code_image_each_prompt_asks_for():
+def test_a_tiny_model_learns_which_code_image_each_prompt_asks_for(adam_fit):
   model = ml_collections.ConfigDict(dict(num_layers=2, num_heads=2, embed_dim=32, mlp_ratio=2,
                                          caption_level="word"))
   p = text2image.make(model, _codes_info())
@@ -123,17 +122,7 @@ def test_a_tiny_model_learns_which_code_image_each_prompt_asks_for():
   batch = {"codes": jnp.asarray(np.stack([_pattern(c) for c in labels])),
            "label": jnp.asarray(labels)}
   params = p.init(jax.random.key(0), batch)
-  tx = optax.adam(3e-3)
-  opt = tx.init(params)
-
-  @jax.jit
-  def step(params, opt, rng):
-    (loss, metrics), g = jax.value_and_grad(p.loss, has_aux=True)(params, batch, rng)
-    updates, opt = tx.update(g, opt)
-    return optax.apply_updates(params, updates), opt, loss
-
-  for i in range(250):
-    params, opt, loss = step(params, opt, jax.random.key(i))
+  params, loss = adam_fit(p, params, batch, 250)
   assert float(loss) < 0.1, float(loss)      # the codes are a function of the caption's digit
   for prompt, c in [("a handwritten three", 3), ("the digit 7", 7), ("Zero", 0)]:
     images = p.sample(params, jax.random.key(c), 8, prompt=prompt, temperature=0.5)
