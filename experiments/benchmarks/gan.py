@@ -4,8 +4,7 @@ r"""Adversarial family benchmark: each loss trained by the loop, scored from sam
   python -m experiments.benchmarks.gan --parts=images --variants=hinge,hinge+r1 --steps=3000
   python -m experiments.benchmarks.gan --parts=reference,images --dataset=mnist_idx \
       --variants=non_saturating+r1
-  python -m experiments.benchmarks.gan --parts=losses --dataset=mnist_idx --budget_minutes=6 \
-      --out=results/gan_mnist10k
+  python -m experiments.benchmarks.gan --parts=losses --dataset=mnist_idx --out=results/gan_mnist10k
   python -m experiments.benchmarks.gan --parts=toy
 
 Parts (each returns a list of dicts, one a trained model; `run()` returns them all):
@@ -21,11 +20,11 @@ Parts (each returns a list of dicts, one a trained model; `run()` returns them a
   with one row per class.
 * losses: issue 7's four losses as `gan.py:<dataset>` trains them (LOSSES: non-saturating,
   hinge and least squares with the config's R1, γ = 1; WGAN-GP with its own penalty, λ = 10,
-  3 critic steps), each for the same wall-clock budget (--budget_minutes: a probe times the
-  train step, `experiments.benchmark.budget_steps` turns the budget into steps), scored as
-  in `images`, with the real-data reference; writes <out>/table.md and table.json beside
-  the grids. The mnist10k figures: `--parts=losses --dataset=mnist_idx --budget_minutes=6
-  --out=results/gan_mnist10k`.
+  3 critic steps), each for the config's steps (or --steps), or for the same wall-clock
+  budget (--budget_minutes: a probe times the train step, `experiments.benchmark.budget_steps`
+  turns the budget into steps), scored as in `images`, with the real-data reference; writes
+  <out>/table.md and table.json beside the grids. The mnist10k figures: `--parts=losses
+  --dataset=mnist_idx --out=results/gan_mnist10k` (results/gan_mnist10k/table.md).
 * toy: `experiments/configs/gan.py:eight_gaussians` per variant of TOY_VARIANTS: the share of
   2,000 samples within 3 sigma of some centre and the smallest share of one mode (the test's
   criteria: >= 0.80 and >= 0.05), the training time and a scatter plot.
@@ -48,6 +47,10 @@ images; classifier test accuracy 0.994 digits, 0.996 mnist10k):
   cgan non_saturating+r1              17.6   0.903      0.761   201   class accuracy 0.975
   mnist_idx reference                 21.4   0.887      0.881   -
   mnist_idx non_saturating+r1         591.6  0.677      0.600   1575  strokes, few clear digits
+                                                                     (the former 16-channel DCGAN
+                                                                     nets; the MLP nets now in
+                                                                     gan.py:mnist_idx: see
+                                                                     results/gan_mnist10k/table.md)
 
   eight_gaussians, 2,000 steps: every variant of TOY_VARIANTS covered 8/8 modes, 0.86-0.90 of
   samples within 3 sigma, smallest mode 0.07-0.10, 23-34 s each.
@@ -223,7 +226,9 @@ def losses_table(reference: dict, rows: list, meta: dict) -> str:
   """The per-loss scores as markdown: the real-data reference first, then one row a loss."""
   fd = next(k for k in reference if k.startswith("FD ("))
   head = ["loss", "fields", "steps", "train s", "load avg", fd, "precision", "recall", "grid"]
-  lines = [f"GAN losses on {meta['dataset']}, {meta['budget_minutes']:g} min of training each "
+  length = (f"{meta['budget_minutes']:g} min of training each" if meta.get("budget_minutes")
+            else "the same number of steps each")
+  lines = [f"GAN losses on {meta['dataset']}, {length} "
            f"(`gan.py:{meta['dataset']}`), 1,000 EMA samples against the "
            f"{reference['num_real']:,} test images; measured {meta['date']} on {meta['machine']}. "
            "train s: the loop's wall-clock, compilation and the end-of-run grid included; "
@@ -240,9 +245,10 @@ def losses_table(reference: dict, rows: list, meta: dict) -> str:
   return "\n".join(lines) + "\n"
 
 
-def losses_part(dataset="mnist_idx", budget_minutes=6.0, out="/tmp/gen_jax_gan_benchmark",
-                command="") -> list:
-  """LOSSES under one wall-clock budget each; writes <out>/table.md and table.json."""
+def losses_part(dataset="mnist_idx", budget_minutes=None, steps=None,
+                out="/tmp/gen_jax_gan_benchmark", command="") -> list:
+  """LOSSES, each for `steps` (default: the config's) or for one wall-clock budget
+  (`budget_minutes`, which wins); writes <out>/table.md and table.json."""
   import datetime
   from experiments import benchmark
   meta = {"date": datetime.date.today().isoformat(), "machine": benchmark.machine(),
@@ -250,7 +256,7 @@ def losses_part(dataset="mnist_idx", budget_minutes=6.0, out="/tmp/gen_jax_gan_b
   reference = reference_part(dataset)[0]
   rows = []
   for name in LOSSES:      # the table is rewritten after each loss: a stopped run keeps its rows
-    rows += images_part(dataset, (name,), out=out, budget_minutes=budget_minutes)
+    rows += images_part(dataset, (name,), steps, out=out, budget_minutes=budget_minutes)
     os.makedirs(out, exist_ok=True)
     with open(os.path.join(out, "table.json"), "w") as f:
       json.dump({"meta": meta, "reference": reference, "rows": rows}, f, indent=1)
@@ -263,7 +269,7 @@ def run(parts=("reference", "images", "cgan", "toy"), dataset="digits", variants
         steps=None, out="/tmp/gen_jax_gan_benchmark", budget_minutes=None, command="") -> dict:
   results = {}
   if "losses" in parts:
-    results["losses"] = losses_part(dataset, budget_minutes or 6.0, out, command)
+    results["losses"] = losses_part(dataset, budget_minutes, steps, out, command)
   if "reference" in parts:
     results["reference"] = reference_part(dataset)
   if "images" in parts:
