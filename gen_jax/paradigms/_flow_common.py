@@ -173,6 +173,16 @@ def image_flow_paradigm(flow, info, model_config=None) -> Paradigm:
                   likelihood_is_exact=False)
 
 
+def multiscale_image_paradigm(model_config, info, architecture: str) -> Paradigm:
+  """The Paradigm of `flows.MultiScaleFlow` ('glow' | 'realnvp') on the images of `info`."""
+  check_image_info(info, architecture)
+  flows.multiscale_plan(info.shape, model_config.num_scales, architecture)  # raises on a bad shape
+  flow = flows.MultiScaleFlow(image_shape=tuple(info.shape), num_scales=model_config.num_scales,
+                              steps_per_scale=model_config.steps_per_scale,
+                              hidden=model_config.hidden, architecture=architecture)
+  return image_flow_paradigm(flow, info, model_config)
+
+
 def point_flow_paradigm(flow, info) -> Paradigm:
   """A Paradigm of continuous vectors batch['x'] [B, D] under the bijection `flow`;
   log p(x) = log N(f(x); 0, I) + log|det df/dx| is exact."""

@@ -139,6 +139,15 @@ def _tweedie(score_fn, sde, x, t):
   return (x + _bcast(sigma ** 2, x) * score_fn(x, tb)) / _bcast(alpha, x)
 
 
+def _tweedie_end(score_fn, sde, x, traj, t, denoise: bool):
+  """The samplers' optional last step: x <- Tweedie's E[x_0 | x_t] at t (appended to the
+  trajectory, when one is kept)."""
+  if not denoise:
+    return x, traj
+  x = _tweedie(score_fn, sde, x, t)
+  return x, (None if traj is None else jnp.concatenate([traj, x[None]], 0))
+
+
 def euler_maruyama(score_fn: Callable, sde: SDE, x_T, rng, num_steps: int,
                    t_min: Optional[float] = None, denoise: bool = True,
                    return_trajectory: bool = False):
@@ -155,10 +164,7 @@ def euler_maruyama(score_fn: Callable, sde: SDE, x_T, rng, num_steps: int,
     return _reverse_em_step(score_fn, sde, x, t, dt, z, last=i == num_steps - 1)
 
   x, traj = _scan(step, x_T, (jnp.arange(num_steps), ts[:-1], ts[1:]), return_trajectory)
-  if denoise:
-    x = _tweedie(score_fn, sde, x, ts[-1])
-    if traj is not None:
-      traj = jnp.concatenate([traj, x[None]], 0)
+  x, traj = _tweedie_end(score_fn, sde, x, traj, ts[-1], denoise)
   return x, _info(num_steps + int(denoise), traj)
 
 
@@ -205,10 +211,7 @@ def predictor_corrector(score_fn: Callable, sde: SDE, x_T, rng, num_steps: int,
     return _reverse_em_step(score_fn, sde, x, t, dt, z, last=i == num_steps - 1)
 
   x, traj = _scan(step, x_T, (jnp.arange(num_steps), ts[:-1], ts[1:]), return_trajectory)
-  if denoise:
-    x = _tweedie(score_fn, sde, x, ts[-1])
-    if traj is not None:
-      traj = jnp.concatenate([traj, x[None]], 0)
+  x, traj = _tweedie_end(score_fn, sde, x, traj, ts[-1], denoise)
   return x, _info(num_steps * (1 + corrector_steps) + int(denoise), traj)
 
 
@@ -250,10 +253,7 @@ def probability_flow_sampler(score_fn: Callable, sde: SDE, x_T, num_steps: int,
   ts = _time_grid(sde, num_steps, t_min)
   x, traj, nfe = _ode_solve(probability_flow_drift(score_fn, sde), x_T, ts, method,
                             return_trajectory)
-  if denoise:
-    x = _tweedie(score_fn, sde, x, ts[-1])
-    if traj is not None:
-      traj = jnp.concatenate([traj, x[None]], 0)
+  x, traj = _tweedie_end(score_fn, sde, x, traj, ts[-1], denoise)
   return x, _info(nfe + int(denoise), traj)
 
 

@@ -23,11 +23,12 @@ RELAUNCH_FIELDS = ("mesh", "log_every_steps", "eval_every_steps", "checkpoint_ev
                    "eval_batch_size", "data_dir", "manual_dir")
 
 
-def _flat(d, prefix=""):
+def flat_dict(d, prefix=""):
+  """{"a": {"b": 1}} -> {"a.b": 1}: nested dicts as one level of dotted keys."""
   out = {}
   for k, v in d.items():
     if isinstance(v, dict):
-      out.update(_flat(v, f"{prefix}{k}."))
+      out.update(flat_dict(v, f"{prefix}{k}."))
     else:
       out[f"{prefix}{k}"] = v
   return out
@@ -48,7 +49,7 @@ def check_or_write_config(workdir: str, config, write: bool = True) -> None:
     except (OSError, json.JSONDecodeError) as e:
       raise UserError(f"{path} is unreadable ({e}); this workdir's config is unknown: "
                       "use a new --workdir.") from None
-    a, b = _flat(old), _flat(new)
+    a, b = flat_dict(old), flat_dict(new)
     diff = sorted(k for k in set(a) | set(b)
                   if a.get(k) != b.get(k) and k.split(".")[0] not in RELAUNCH_FIELDS)
     if diff:

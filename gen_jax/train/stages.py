@@ -27,6 +27,7 @@ import ml_collections
 import numpy as np
 
 from gen_jax.errors import UserError
+from gen_jax.train.checkpoint import flat_dict
 
 _OWN_FIELDS = ("workdir", "step")
 
@@ -82,20 +83,10 @@ def _normalized(value):
   return json.loads(json.dumps(value, default=str))
 
 
-def _flat(tree, prefix=""):
-  out = {}
-  for k, v in tree.items():
-    if isinstance(v, dict):
-      out.update(_flat(v, f"{prefix}{k}."))
-    else:
-      out[f"{prefix}{k}"] = v
-  return out
-
-
 def check_expected(saved_config, expect, workdir: str) -> None:
   """Raises a UserError naming the first field where the stage-1 config differs from `expect`."""
-  saved = _flat(_normalized(saved_config))
-  wanted = {k: v for k, v in _flat(_normalized(expect)).items() if k not in _OWN_FIELDS}
+  saved = flat_dict(_normalized(saved_config))
+  wanted = {k: v for k, v in flat_dict(_normalized(expect)).items() if k not in _OWN_FIELDS}
   for field, value in sorted(wanted.items()):
     if field not in saved:
       raise UserError(
@@ -148,7 +139,7 @@ def _load(workdir: str, step: int, mtime: float) -> Stage1:
       raise UserError(f"The stage-1 run {workdir} trained paradigm {config.paradigm!r}, which has no "
                       f"`{name}`: it cannot serve as a tokenizer. Use a vqvae (codes) or vae "
                       "(latents) run as stage 1.")
-  kept = {k: v for k, v in _flat(_normalized(config)).items()
+  kept = {k: v for k, v in flat_dict(_normalized(config)).items()
           if k.split(".")[0] not in ckpt_lib.RELAUNCH_FIELDS}
   digest = hashlib.sha256(json.dumps([kept, step], sort_keys=True).encode())
   digest.update(_params_digest(params).encode())
