@@ -39,7 +39,9 @@ side by side) and `bpd_vs_fd.png` (bits/dim vs FD, marker area ~ samples/s).
 Speed suite: the family benchmarks' figures, measured in the same run:
 the machine's float32 matmul rate, GPT tokens/s and ms/iter on nanoGPT's CPU
 recipe and its model-FLOPs utilisation, the input pipeline's share of step time,
-KV-cached vs naive decoding (experiments/benchmarks/autoregressive.py), and,
+KV-cached vs naive decoding (experiments/benchmarks/autoregressive.py), every
+one-stage digits paradigm's train step (examples/s, XLA-counted flops per step and its
+utilisation of the measured matmul rate; `train_step_utilisation`), and,
 given a trained DDPM workdir (`--nfe_workdir`), the NFE -> FD curve of its
 samplers (experiments/benchmarks/diffusion.py). Writes `<out>/speed.txt`, `speed.json`.
 """
@@ -142,17 +144,20 @@ def find_stage1(config, extra=()) -> tuple:
 
 # -------------------------------------------------------------- training ---
 
-def probe_seconds_per_step(config, paradigm=None, steps: int = 3) -> float:
-  """Median wall seconds of one train step (after compilation) through the loop's jitted step."""
+def probe_step(config, paradigm=None, steps: int = 3) -> dict:
+  """The loop's jitted train step on real batches: the median wall seconds of one step
+  (after compilation) and the compiled step's flops (XLA cost analysis,
+  `gen_jax.train.dry_run.compiled_flops`; None where XLA reports none)."""
   from gen_jax import data as data_lib
-  from gen_jax.train import loop
+  from gen_jax.train import dry_run, loop
   run = loop.build(config, paradigm=paradigm)
   it = data_lib.train_iterator(config.dataset, batch_size=config.batch_size, seed=config.seed,
                                **loop.data_kwargs(config))
   state = run.init_state(run.put_batch(loop.example_batch(run.info, config.batch_size)))
-  step_fn = loop.jit_train_step(run)
   key = run.keys["train"]
-  state, metrics = step_fn(state, run.put_batch(next(it)), key)    # compiles
+  batch = run.put_batch(next(it))
+  step_fn = loop.jit_train_step(run).lower(state, batch, key).compile()
+  state, metrics = step_fn(state, batch, key)
   jax.block_until_ready(metrics)
   times = []
   for _ in range(steps):
@@ -161,7 +166,12 @@ def probe_seconds_per_step(config, paradigm=None, steps: int = 3) -> float:
     state, metrics = step_fn(state, batch, key)
     jax.block_until_ready(metrics)
     times.append(time.perf_counter() - t)
-  return float(np.median(times))
+  return {"seconds_per_step": float(np.median(times)), "flops_per_step": dry_run.compiled_flops(step_fn)}
+
+
+def probe_seconds_per_step(config, paradigm=None, steps: int = 3) -> float:
+  """Median wall seconds of one train step (after compilation) through the loop's jitted step."""
+  return probe_step(config, paradigm, steps)["seconds_per_step"]
 
 
 def budget_steps(seconds_per_step: float, budget_minutes: float, max_steps: int = 0) -> int:
@@ -495,7 +505,7 @@ def speed_suite(quick=False, out="results/speed", nfe_workdir=None, log=print,
   res = {"date": datetime.date.today().isoformat(), "machine": machine(), "quick": quick}
   res["matmul"] = ar.matmul_rate(n=256 if quick else 1024, iters=5 if quick else 30)
   log(json.dumps(res["matmul"]))
-  train = ar.train(num_iters=15 if quick else 500, timed_from=5 if quick else 10,
+  train = ar.train(num_iters=15 if quick else 1_010, timed_from=5 if quick else 10,
                    evaluate=False, matmul_gflops=res["matmul"]["matmul_gflops"],
                    manual_dir=text_dir)
   train["input_pipeline_share"] = 1.0 - train["ms_per_iter"] / train["ms_per_iter_with_data"]
@@ -503,6 +513,8 @@ def speed_suite(quick=False, out="results/speed", nfe_workdir=None, log=print,
   log(json.dumps(train))
   res["kv_cache"] = (ar.sampling(lengths=(16, 32), iters=1) if quick else ar.sampling())
   log(json.dumps(res["kv_cache"]))
+  res["train_steps"] = train_step_utilisation(res["matmul"]["matmul_gflops"],
+                                              only=("vae", "gan") if quick else None, log=log)
   if nfe_workdir and not quick:
     from experiments.benchmarks import diffusion
     from gen_jax.train import loop
@@ -523,12 +535,34 @@ def speed_suite(quick=False, out="results/speed", nfe_workdir=None, log=print,
            f"KV-cache vs naive decoding ({max(int(k.split('_')[-1]) for k in kv if k.startswith('naive_s_'))}"
            f" tokens): {speedup:.1f}x, tokens identical: "
            f"{all(v for k, v in kv.items() if k.startswith('identical_'))}"]
+  lines.append("train steps on digits (XLA-counted flops; MFU = flops/s over the matmul rate):")
+  for r in res["train_steps"]:
+    lines.append(f"  {r['name']:<16} {r['examples_per_s']:>10,.0f} ex/s  {1e3 * r['seconds_per_step']:7.2f} ms/step  "
+                 f"{r['flops_per_step'] / 1e9:8.3f} GFLOP/step  MFU {100 * r['mfu']:5.1f}%")
   if "nfe_vs_quality" in res:
     lines.append("sampler NFE vs FD: " + json.dumps(res["nfe_vs_quality"]))
   with open(os.path.join(out, "speed.txt"), "w") as f:
     f.write("\n".join(lines) + "\n")
   log("\n".join(lines))
   return res
+
+
+def train_step_utilisation(matmul_gflops: float, dataset: str = "digits", only=None,
+                           log=print) -> list:
+  """Every discovered one-stage config of `dataset` (two-stage ones need a trained stage 1):
+  its train step probed on real batches (`probe_step`), examples/s, and the model-FLOPs
+  utilisation = XLA-counted flops per second / the measured float32 matmul rate."""
+  rows = []
+  for name, config in discover_configs(dataset, only=only):
+    if config.get("stage1") is not None:
+      continue
+    probe = probe_step(config, paradigm=_without_likelihood(config))
+    flops = probe["flops_per_step"] or float("nan")
+    rows.append({"name": name, "batch_size": config.batch_size, **probe,
+                 "examples_per_s": config.batch_size / probe["seconds_per_step"],
+                 "mfu": flops / probe["seconds_per_step"] / (matmul_gflops * 1e9)})
+    log(json.dumps(rows[-1]))
+  return rows
 
 
 def main(argv=None):

@@ -205,5 +205,11 @@ def test_speed_suite_quick(tmp_path):
   kv = res["kv_cache"]
   assert kv["identical_16"] and kv["identical_32"]           # cached decoding = naive decoding
   assert kv["speedup_32"] == kv["naive_s_32"] / kv["cached_s_32"]
+  steps = {r["name"]: r for r in res["train_steps"]}
+  assert set(steps) == {"vae", "gan"}
+  for r in steps.values():   # MFU is XLA's flop count per second over the matmul rate
+    assert r["flops_per_step"] > 0 and r["examples_per_s"] > 0
+    np.testing.assert_allclose(r["mfu"], r["flops_per_step"] / r["seconds_per_step"]
+                               / (saved["matmul"]["matmul_gflops"] * 1e9), rtol=1e-9)
   text = (tmp_path / "speed.txt").read_text()
-  assert "GFLOP/s" in text and "tokens/s" in text and "KV-cache" in text
+  assert "GFLOP/s" in text and "tokens/s" in text and "KV-cache" in text and "MFU" in text

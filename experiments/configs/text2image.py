@@ -1,4 +1,4 @@
-r"""text2image: a small DALL-E-style model (Ramesh et al. 2021, arXiv:2102.12092) on digits.
+r"""text2image: a small DALL-E-style model (Ramesh et al. 2021, arXiv:2102.12092) on digits or mnist_idx.
 
 A GPT over [BOS, caption tokens, VQ codes]: captions are drawn from the labels with varied
 wording ("a handwritten seven", "the digit 7", "seven", ...; gen_jax/data/captions.py), the
@@ -15,7 +15,7 @@ Measured figures are in README.md with the commands that gave them.
 """
 from experiments.configs.vq_gpt import code_prior_config
 
-_ARGS = ("digits",)
+_ARGS = ("digits", "mnist_idx")
 
 
 def get_config(arg: str = "digits"):

@@ -57,9 +57,7 @@ def plan(config, compile_step: bool = True) -> dict:
     abstract_batch = {k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=batch_sharding)
                       for k, v in batch.items()}
     compiled = loop.jit_train_step(run).lower(state, abstract_batch, run.keys["train"]).compile()
-    cost = compiled.cost_analysis()
-    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-    report["flops_per_step"] = float(cost.get("flops", float("nan"))) if cost else None
+    report["flops_per_step"] = compiled_flops(compiled)
     memory = compiled.memory_analysis()
     if memory is not None:
       report["bytes_per_device"]["activations_and_temporaries"] = int(memory.temp_size_in_bytes)
@@ -69,3 +67,12 @@ def plan(config, compile_step: bool = True) -> dict:
   report["fits_basis"] = ("params + optimizer + EMA + compiled step's temporaries" if compile_step
                           else "params + optimizer + EMA only (activations need compile_step)")
   return report
+
+
+def compiled_flops(compiled) -> float | None:
+  """Floating-point operations of one call of a compiled XLA computation, from XLA's cost
+  analysis (every op counted, not only the model's matmuls); None where XLA reports none."""
+  cost = compiled.cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  flops = cost.get("flops") if cost else None
+  return float(flops) if flops is not None else None
