@@ -24,6 +24,8 @@ Measured here (2 shared CPU cores, load average 25-30; test split, one dequantiz
   glow.py:mnist_idx    1000 steps  1.87 bits/dim (logit, K = 6; 43 min wall, 2.4 CPU-min user);
                        samples are not digits: white blobs on black (T = 1), nearly empty at T = 0.7
   realnvp.py:digits    3000 steps  2.21 bits/dim  (4.5 min wall)
+  realnvp.py:mnist_idx 1000 steps  1.73 bits/dim (logit; 4.8 min wall, idle machine); samples are
+                       strokes and blobs, not digits
   Before the logit transform (K = 4, 1500 steps): glow.py:mnist_idx 3.49, realnvp.py:mnist_idx 2.51.
 Reference scale: RealNVP 1.06 / Glow 1.05 bits/dim on full MNIST (60k images, long GPU runs).
 Benchmark: python -m experiments.benchmarks.flows --parts=images --datasets=digits,mnist_idx
