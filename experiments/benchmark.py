@@ -103,15 +103,10 @@ def discover_configs(dataset: str, extra=(), only=None) -> list:
 STAGE1_LINK_FIELDS = ("workdir", "step")   # config.stage1 fields that are not expectations
 
 
-def _flat(d, prefix="") -> dict:
+def _flat(d) -> dict:
   """Nested dicts -> {"a.b": value}, values normalised as JSON (tuples become lists)."""
-  out = {}
-  for k, v in d.items():
-    if isinstance(v, dict):
-      out.update(_flat(v, f"{prefix}{k}."))
-    else:
-      out[f"{prefix}{k}"] = json.loads(json.dumps(v, default=str))
-  return out
+  from gen_jax.train.checkpoint import flat_dict
+  return {k: json.loads(json.dumps(v, default=str)) for k, v in flat_dict(d).items()}
 
 
 def stage1_expectations(config) -> dict | None:
