@@ -213,3 +213,24 @@ def test_speed_suite_quick(tmp_path):
                                / (saved["matmul"]["matmul_gflops"] * 1e9), rtol=1e-9)
   text = (tmp_path / "speed.txt").read_text()
   assert "GFLOP/s" in text and "tokens/s" in text and "KV-cache" in text and "MFU" in text
+
+
+def test_diffusion_nfe_summary_by_hand():
+  """Per seed: the best FD at NFE <= 35 over the same seed's ancestral FD; then mean, sd."""
+  from experiments.benchmarks import diffusion
+  fd = 'FD (digits classifier)'
+  rows = []
+  for seed, anc in ((0, 20.0), (1, 10.0)):
+    rows.append({'seed': seed, 'sampler': 'ancestral', 'nfe': 1000, fd: anc})
+    for sampler in diffusion.SAMPLERS:
+      for nfe, value in ((10, 3 * anc), (20, 1.5 * anc), (35, 1.1 * anc), (50, 0.5 * anc)):
+        rows.append({'seed': seed, 'sampler': sampler, 'nfe': nfe, fd: value})
+  rows[1][fd] = 0.9 * 20.0                       # seed 0, first sampler, NFE 10: the best
+  summary = diffusion._nfe_summary(rows, (0, 1))
+  first = diffusion.SAMPLERS[0]
+  np.testing.assert_allclose(summary[f'ratio_{first}_nfe<=35'], [0.9, 1.1])
+  np.testing.assert_allclose(summary[f'ratio_{first}_nfe<=35_mean'], 1.0)
+  np.testing.assert_allclose(summary[f'ratio_{first}_nfe<=35_std'], math.sqrt(0.02))
+  for sampler in diffusion.SAMPLERS[1:]:     # NFE 50 (0.5) is not <= 35
+    np.testing.assert_allclose(summary[f'ratio_{sampler}_nfe<=35'], [1.1, 1.1])
+  assert summary['fd_ancestral_1000'] == [20.0, 10.0]

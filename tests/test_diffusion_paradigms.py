@@ -8,6 +8,7 @@ D = c_skip x and x(sigma) = x sqrt((sigma^2 + sd^2) / (sigma_min^2 + sd^2)).
 """
 from __future__ import annotations
 
+import importlib
 import math
 
 import jax
@@ -161,6 +162,10 @@ def test_configs_build():
     assert mod.get_config('digits_cond').model.conditional
     with pytest.raises(ValueError, match='toy2d data has no labels'):
       mod.get_config('moons_cond')
-  common.build_net(c_ddpm.get_config('mnist_idx').model,
-                   DatasetInfo(name='mnist_idx', kind='image', shape=(28, 28, 1),
-                               num_levels=256, num_classes=10), 'ddpm')
+  mnist = DatasetInfo(name='mnist_idx', kind='image', shape=(28, 28, 1), num_levels=256,
+                      num_classes=10)
+  common.build_net(c_ddpm.get_config('mnist_idx').model, mnist, 'ddpm')
+  for name, mod in (('ddpm', c_ddpm), ('score_sde', c_sde), ('edm', c_edm),
+                    ('flow_matching', c_fm)):   # the 28x28 samplers and fields are valid
+    importlib.import_module(f'gen_jax.paradigms.{name}').make(mod.get_config('mnist_idx').model,
+                                                              mnist)

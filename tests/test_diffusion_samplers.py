@@ -84,13 +84,25 @@ def test_ddpm_ancestral_recovers_gaussian(variance):
   assert_gaussian(x)
 
 
-def test_ddim_eta0_is_deterministic_and_recovers_gaussian():
-  run = jax.jit(lambda z, k: ds.ddim(ddpm_eps(SCHED), SCHED, z, k, num_steps=50, eta=0.0))
+@pytest.mark.parametrize('spacing', ['uniform', 'quadratic'])
+def test_ddim_eta0_is_deterministic_and_recovers_gaussian(spacing):
+  run = jax.jit(lambda z, k: ds.ddim(ddpm_eps(SCHED), SCHED, z, k, num_steps=50, eta=0.0,
+                                     spacing=spacing))
   x, info = run(_noise(), jax.random.key(1))
   x2, _ = run(_noise(), jax.random.key(2))
   np.testing.assert_array_equal(np.asarray(x), np.asarray(x2))
-  assert info['nfe'] == 50
+  assert info['nfe'] == len(ds.ddim_timesteps(1000, 50, spacing)) == {'uniform': 50,
+                                                                       'quadratic': 49}[spacing]
   assert_gaussian(x)
+
+
+def test_ddim_timesteps_by_hand():
+  """T = 1000, S = 4: u = 1, 2/3, 1/3, 0; uniform 999 u, quadratic 999 u^2 (rounded)."""
+  np.testing.assert_array_equal(ds.ddim_timesteps(1000, 4), [999, 666, 333, 0])
+  np.testing.assert_array_equal(ds.ddim_timesteps(1000, 4, 'quadratic'), [999, 444, 111, 0])
+  assert len(ds.ddim_timesteps(1000, 1000, 'quadratic')) < 1000     # duplicates dropped
+  with pytest.raises(ValueError, match='quadratic'):
+    ds.ddim_timesteps(1000, 4, 'cubic')
 
 
 def test_ddim_eta1_full_steps_is_ancestral_with_beta_tilde():

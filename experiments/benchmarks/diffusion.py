@@ -3,6 +3,9 @@ r"""Diffusion family benchmark: training, likelihoods and the NFE -> quality cur
   python -m experiments.benchmarks.diffusion                       # all parts on digits
   python -m experiments.benchmarks.diffusion --parts=nfe --workdir=/tmp/ddpm   # reuse a model
   python -m experiments.benchmarks.diffusion --parts=paradigms --paradigms=edm,flow_matching
+  python -m experiments.benchmarks.diffusion --parts=paradigms --dataset=mnist_idx \
+      --steps=1500 --max_eval=256                  # bits/dim on the first 256 test images
+  python -m experiments.benchmarks.diffusion --parts=nfe --workdir=/tmp/ddpm --seeds=1,2 --num=2000
 
 Parts (`run()` returns a dict of their results):
 * paradigms: `experiments/configs/<p>.py:<dataset>` trained by the loop for each paradigm,
@@ -10,12 +13,13 @@ Parts (`run()` returns a dict of their results):
   flow_matching: the ODE likelihood of dequantised data, Hutchinson trace, diffrax Tsit5;
   all bounds on log P of the levels), FD (digits classifier) of 1,000 samples from the
   config's sampler against the test split, training time, and a PNG grid.
-* nfe: ONE trained DDPM (eps-prediction) model sampled three ways: 1000-step ancestral
-  (the reference), DDIM (eta = 0) and EDM's Heun sampler (rho = 7) driven by the same
-  eps-network through the VP -> EDM change of variables (Karras et al. 2022, Sec. 3:
+* nfe: ONE trained DDPM (eps-prediction) model sampled five ways: 1000-step ancestral
+  (the reference); DDIM, deterministic (eta = 0) and stochastic (eta = 0.5, quadratic
+  steps); and EDM's Heun sampler (rho = 7), deterministic and with churn, driven by the
+  same eps-network through the VP -> EDM change of variables (Karras et al. 2022, Sec. 3:
   sigma = sqrt(1 - abar) / sqrt(abar), x_edm = x / sqrt(abar), D = x_edm - sigma eps),
-  at NFE ~ 10, 20, 35, 50, 100; FD of 1,000 samples each, a PNG of the curve and the
-  ratio FD(NFE <= 35) / FD(ancestral 1000). With --seeds=0,1,2 every sampler is run once
+  at NFE ~ 10, 20, 35, 50, 100 (see SAMPLERS); FD of --num samples each, a PNG of the
+  curve and each sampler's ratio FD(best at NFE <= 35) / FD(ancestral 1000). With --seeds=0,1,2 every sampler is run once
   per sampling seed (same model, independent noise) and the summary gives each ratio's
   mean and standard deviation over the seeds; the curve shows the mean FD and its range.
 Times are wall-clock on whatever machine runs it (state it with the numbers).
@@ -34,6 +38,15 @@ from experiments.benchmarks.common import timed_train as train_or_restore
 
 PARADIGMS = ('ddpm', 'score_sde', 'edm', 'flow_matching')
 NFES = (10, 20, 35, 50, 100)
+# The few-step samplers of the nfe part. DDIM: (eta, spacing); eta = 0 is the deterministic
+# ODE-like sampler, eta = 0.5 with quadratic spacing a stochastic one (Song et al. 2021,
+# Table 1 and App. D.2). EDM Heun: the deterministic Algorithm 1 and the stochastic
+# Algorithm 2 with EDM's churn settings (Karras et al. 2022, Table 5: S_tmin 0.05,
+# S_tmax 50, S_noise 1.003; S_churn = 40 caps gamma at sqrt(2) - 1 for N <= 97).
+DDIM_VARIANTS = {'ddim': (0.0, 'uniform'), 'ddim_eta0.5_quad': (0.5, 'quadratic')}
+EDM_VARIANTS = {'edm_heun': {},
+                'edm_heun_churn': dict(s_churn=40.0, s_tmin=0.05, s_tmax=50.0, s_noise=1.003)}
+SAMPLERS = (*DDIM_VARIANTS, *EDM_VARIANTS)
 
 
 def _config(paradigm, dataset, steps=None):
@@ -67,7 +80,7 @@ def _sample_batched(fn, num, batch=500, seed=0):
 
 
 def paradigms_part(dataset='digits', paradigms=PARADIGMS, steps=None,
-                   out='/tmp/gen_jax_diffusion_benchmark', num=1000):
+                   out='/tmp/gen_jax_diffusion_benchmark', num=1000, max_eval=None):
   from gen_jax.paradigms import ddpm
   from gen_jax.train import loop
   from gen_jax.utils import images
@@ -82,7 +95,7 @@ def paradigms_part(dataset='digits', paradigms=PARADIGMS, steps=None,
       full.vlb_num_steps = 0
       run.paradigm = ddpm.make(full, run.info)
     t0 = time.time()
-    ev = loop.evaluate(run, state, 'test')
+    ev = loop.evaluate(run, state, 'test', max_examples=max_eval)
     eval_seconds = time.time() - t0
     params = run.sampling_params(state)
     t0 = time.time()
@@ -93,6 +106,7 @@ def paradigms_part(dataset='digits', paradigms=PARADIGMS, steps=None,
     results.append({'part': 'paradigms', 'paradigm': name, 'dataset': dataset,
                     'steps': config.num_train_steps, 'train_seconds': round(seconds, 1),
                     'test_bits_per_dim': ev['bits_per_dim'], 'bound': ev['bound'],
+                    'test_examples': ev.get('num_examples'),
                     'eval_seconds': round(eval_seconds, 1),
                     'sample_seconds_per_1000': round(sample_seconds * 1000 / num, 1),
                     'grid': grid, **score(fake)})
@@ -138,21 +152,24 @@ def nfe_part(dataset='digits', workdir=None, steps=None, out='/tmp/gen_jax_diffu
   ancestral = ddpm.make(model_config, info)
   samplers_by_nfe = [('ancestral', model_config.num_diffusion_steps,
                       lambda k, n: ancestral.sample(params, k, n))]
-  ddim_cfg = model_config.copy_and_resolve_references()
-  ddim_cfg.sampler, ddim_cfg.eta = 'ddim', 0.0
-  ddim_p = ddpm.make(ddim_cfg, info)
-  samplers_by_nfe += [('ddim', nfe, lambda k, n, s=nfe: ddim_p.sample(params, k, n, num_steps=s))
-                      for nfe in nfes]
+  for name, (eta, spacing) in DDIM_VARIANTS.items():
+    ddim_cfg = model_config.copy_and_resolve_references()
+    ddim_cfg.sampler, ddim_cfg.eta, ddim_cfg.ddim_spacing = 'ddim', eta, spacing
+    ddim_p = ddpm.make(ddim_cfg, info)
+    samplers_by_nfe += [
+        (name, len(samplers.ddim_timesteps(model_config.num_diffusion_steps, nfe, spacing)),
+         lambda k, n, s=nfe, p=ddim_p: p.sample(params, k, n, num_steps=s)) for nfe in nfes]
   denoise, sigma_min, _ = edm_denoiser_from_ddpm(model_config, info, params)
-  for nfe in nfes:
-    heun_steps = max(2, (nfe + 1) // 2)           # NFE = 2 N - 1
+  for name, churn in EDM_VARIANTS.items():
+    for nfe in nfes:
+      heun_steps = max(2, (nfe + 1) // 2)           # NFE = 2 N - 1
 
-    @jax.jit
-    def heun(k, s=heun_steps):
-      return samplers.edm_sampler(denoise, (500, *info.shape), k, s, sigma_min=sigma_min,
-                                  sigma_max=80.0)[0]
-    samplers_by_nfe.append(('edm_heun', 2 * heun_steps - 1,
-                            lambda k, n, f=heun: jnp.clip((f(k)[:n] + 1) / 2, 0, 1)))
+      @jax.jit
+      def heun(k, s=heun_steps, churn=churn):
+        return samplers.edm_sampler(denoise, (500, *info.shape), k, s, sigma_min=sigma_min,
+                                    sigma_max=80.0, **churn)[0]
+      samplers_by_nfe.append((name, 2 * heun_steps - 1,
+                              lambda k, n, f=heun: jnp.clip((f(k)[:n] + 1) / 2, 0, 1)))
 
   rows = []
   for seed in seeds:
@@ -174,7 +191,7 @@ def nfe_part(dataset='digits', workdir=None, steps=None, out='/tmp/gen_jax_diffu
 
 def _nfe_summary(rows, seeds):
   """Per seed: FD(best sampler at NFE <= 35) / FD(ancestral 1000); then mean and std."""
-  ratios = {'ddim': [], 'edm_heun': []}
+  ratios = {s: [] for s in SAMPLERS}
   for seed in seeds:
     mine = [r for r in rows if r['seed'] == seed]
     ref = _fd(next(r for r in mine if r['sampler'] == 'ancestral'))
@@ -203,7 +220,7 @@ def _plot(rows, path):
         fds.setdefault(r['nfe'], []).append(_fd(r))
     nfe = sorted(fds)
     return nfe, [np.mean(fds[n]) for n in nfe], [min(fds[n]) for n in nfe], [max(fds[n]) for n in nfe]
-  for sampler, marker in (('ddim', 'o-'), ('edm_heun', 's-')):
+  for sampler, marker in zip(SAMPLERS, ('o--', 'o-', 's--', 's-')):
     nfe, mean, lo, hi = by_nfe(sampler)
     line, = ax.plot(nfe, mean, marker, label=sampler)
     ax.fill_between(nfe, lo, hi, color=line.get_color(), alpha=0.2)
@@ -221,13 +238,14 @@ def _plot(rows, path):
 
 
 def run(parts=('paradigms', 'nfe'), dataset='digits', paradigms=PARADIGMS, steps=None,
-        workdir=None, out='/tmp/gen_jax_diffusion_benchmark', seeds=(0,)) -> dict:
+        workdir=None, out='/tmp/gen_jax_diffusion_benchmark', seeds=(0,), max_eval=None,
+        num=1000) -> dict:
   os.makedirs(out, exist_ok=True)
   results = {}
   if 'paradigms' in parts:
-    results['paradigms'] = paradigms_part(dataset, paradigms, steps, out)
+    results['paradigms'] = paradigms_part(dataset, paradigms, steps, out, num, max_eval)
   if 'nfe' in parts:
-    results['nfe'] = nfe_part(dataset, workdir, steps, out, seeds=seeds)
+    results['nfe'] = nfe_part(dataset, workdir, steps, out, num, seeds=seeds)
   return results
 
 
@@ -240,7 +258,11 @@ if __name__ == '__main__':
   parser.add_argument('--workdir', default=None, help='a trained ddpm workdir for --parts=nfe')
   parser.add_argument('--out', default='/tmp/gen_jax_diffusion_benchmark')
   parser.add_argument('--seeds', default='0', help='sampling seeds of the nfe part, e.g. 0,1,2')
+  parser.add_argument('--max_eval', type=int, default=0,
+                      help='test images for the bits/dim of the paradigms part; 0 = all')
+  parser.add_argument('--num', type=int, default=1000, help='samples behind each FD')
   args = parser.parse_args()
   res = run(tuple(args.parts.split(',')), args.dataset, tuple(args.paradigms.split(',')),
-            args.steps, args.workdir, args.out, tuple(int(s) for s in args.seeds.split(',')))
+            args.steps, args.workdir, args.out, tuple(int(s) for s in args.seeds.split(',')),
+            args.max_eval or None, args.num)
   print(json.dumps(res, default=str))

@@ -29,6 +29,7 @@ def base_config(paradigm: str, dataset: str) -> ml_collections.ConfigDict:
   config.num_train_steps = 2_000
   config.log_every_steps = 50
   config.eval_every_steps = 1_000
+  config.eval_max_examples = 0        # test examples in the loop's periodic eval; 0 = whole split
   config.checkpoint_every_steps = 500
   config.sample_every_steps = 1_000
   config.num_samples = 64             # samples in each grid written to workdir/samples/

@@ -12,7 +12,7 @@ estimate from `vlb_num_steps` stratified steps). The training metric
 
 config.model fields (beside _diffusion_common's): num_diffusion_steps (T), schedule
 ('linear' | 'cosine'), prediction ('eps' | 'x0' | 'v'), sampler ('ancestral' | 'ddim'),
-eta (DDIM), variance ('beta' | 'beta_tilde'), clip_denoised, vlb_num_steps (0 = all T).
+eta and ddim_spacing ('uniform' | 'quadratic') for DDIM, variance ('beta' | 'beta_tilde'), clip_denoised, vlb_num_steps (0 = all T).
 """
 from __future__ import annotations
 
@@ -34,6 +34,8 @@ def make_spec(model_config, info) -> common.DiffusionSpec:
   if sampler not in ('ancestral', 'ddim'):
     raise ValueError(f"ddpm: unknown model.sampler {sampler!r}; use 'ancestral' or 'ddim'.")
   eta = float(model_config.get('eta', 0.0))
+  spacing = model_config.get('ddim_spacing', 'uniform')
+  samplers.ddim_timesteps(num_T, 2, spacing)                              # validates
   variance = model_config.get('variance', 'beta')
   levels = info.num_levels if info.kind == 'image' else None
   clip = bool(model_config.get('clip_denoised', info.kind == 'image'))
@@ -74,7 +76,7 @@ def make_spec(model_config, info) -> common.DiffusionSpec:
       return samplers.ddpm_ancestral(eps_fn(model), schedule, x_T, key, variance, clip,
                                      return_trajectory)
     return samplers.ddim(eps_fn(model), schedule, x_T, key, num_steps, eta, clip,
-                         return_trajectory)
+                         return_trajectory, spacing)
 
   def log_likelihood(model, x0, rng):
     """-(L_T + sum_n L_n): all T terms, or T/K times K stratified random steps."""

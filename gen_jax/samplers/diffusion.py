@@ -24,6 +24,7 @@ import math
 from typing import Callable, Optional
 
 import jax
+import numpy as np
 import jax.numpy as jnp
 
 from gen_jax.losses.score_matching import (DiscreteSchedule, SDE, q_posterior,
@@ -92,20 +93,29 @@ def ddpm_ancestral(eps_fn: Callable, schedule: DiscreteSchedule, x_T, rng,
   return x, _info(schedule.num_steps, traj)
 
 
-def ddim_timesteps(num_train_steps: int, num_steps: int):
-  """Evenly spaced sub-sequence tau of 0..T-1 (descending), ending at 0."""
-  return jnp.round(jnp.linspace(num_train_steps - 1, 0, num_steps)).astype(jnp.int32)
+def ddim_timesteps(num_train_steps: int, num_steps: int, spacing: str = 'uniform'):
+  """The sub-sequence tau of 0..T-1 (descending, from T-1, ending at 0): 'uniform' spaces
+  tau_i evenly; 'quadratic' spaces sqrt(tau_i) evenly, i.e. tau_i ~ (T-1) (i/(S-1))^2, so
+  more steps fall at low noise (Song et al. 2021, App. D.2). Duplicates are dropped, so a
+  quadratic sequence may have a few fewer than num_steps entries when num_steps ~ T."""
+  if spacing not in ('uniform', 'quadratic'):
+    raise ValueError(f"ddim spacing {spacing!r}: use 'uniform' or 'quadratic'.")
+  u = np.linspace(1.0, 0.0, num_steps)
+  taus = np.round((num_train_steps - 1) * (u if spacing == 'uniform' else u ** 2))
+  return jnp.asarray(np.unique(taus)[::-1].astype(np.int32))
 
 
 def ddim(eps_fn: Callable, schedule: DiscreteSchedule, x_T, rng, num_steps: int,
-         eta: float = 0.0, clip_denoised: bool = False, return_trajectory: bool = False):
+         eta: float = 0.0, clip_denoised: bool = False, return_trajectory: bool = False,
+         spacing: str = 'uniform'):
   r"""DDIM (Song, Meng, Ermon, arXiv:2010.02502, eq. 12) on the sub-sequence tau:
 
   x_prev = sqrt(abar_prev) x0_hat + sqrt(1 - abar_prev - s^2) eps_hat + s z,
   s = eta sqrt((1 - abar_prev) / (1 - abar)) sqrt(1 - abar / abar_prev)  (eq. 16),
   abar_prev = 1 after the last step. eta = 0 is deterministic given x_T; eta = 1
-  with all T steps is DDPM ancestral sampling with sigma^2 = beta_tilde. NFE = num_steps."""
-  taus = ddim_timesteps(schedule.num_steps, num_steps)
+  with all T steps is DDPM ancestral sampling with sigma^2 = beta_tilde. NFE = len(tau)
+  (= num_steps; see ddim_timesteps for the spacing)."""
+  taus = ddim_timesteps(schedule.num_steps, num_steps, spacing)
   prevs = jnp.concatenate([taus[1:], jnp.array([-1], jnp.int32)])
 
   def step(x, inp):
@@ -119,8 +129,8 @@ def ddim(eps_fn: Callable, schedule: DiscreteSchedule, x_T, rng, num_steps: int,
     return (jnp.sqrt(ab_prev) * x0 + jnp.sqrt(jnp.maximum(1.0 - ab_prev - s ** 2, 0.0)) * eps
             + s * z)
 
-  x, traj = _scan(step, x_T, (jnp.arange(num_steps), taus, prevs), return_trajectory)
-  return x, _info(num_steps, traj)
+  x, traj = _scan(step, x_T, (jnp.arange(len(taus)), taus, prevs), return_trajectory)
+  return x, _info(len(taus), traj)
 
 
 # --------------------------------------------------------------------------

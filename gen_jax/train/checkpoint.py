@@ -20,7 +20,7 @@ from gen_jax.errors import UserError
 # trajectory of the parameters.
 RELAUNCH_FIELDS = ("mesh", "log_every_steps", "eval_every_steps", "checkpoint_every_steps",
                    "sample_every_steps", "num_samples", "keep_checkpoints",
-                   "eval_batch_size", "data_dir", "manual_dir")
+                   "eval_batch_size", "eval_max_examples", "data_dir", "manual_dir")
 
 
 def flat_dict(d, prefix=""):

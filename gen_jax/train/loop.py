@@ -304,7 +304,7 @@ def train(config, workdir: str, *, paradigm=None, progress: bool = True) -> Trai
         if sigterm.raised:
           break
         if step % config.eval_every_steps == 0 or step == total:
-          result = evaluate(run, state)
+          result = evaluate(run, state, max_examples=config.get("eval_max_examples") or None)
           if result is not None:
             writer.write(step, {f"eval/{k}": float(v) for k, v in result.items()
                                 if isinstance(v, (int, float))})

@@ -45,6 +45,16 @@ def test_train_writes_the_workdir_contract(tmp_path):
   assert [r["step"] for r in records if "loss" in r] == list(range(1, 13))
   final_eval = [r for r in records if "eval/bits_per_dim" in r][-1]
   assert 0 < final_eval["eval/bits_per_dim"] < np.log2(17) + 1
+  assert final_eval["eval/num_examples"] == 360        # the whole digits test split
+
+
+def test_periodic_eval_can_score_a_subset(tmp_path):
+  config = tiny_vae_config(eval_max_examples=100, num_train_steps=4, checkpoint_every_steps=4,
+                           eval_every_steps=2, sample_every_steps=4)
+  loop.train(config, str(tmp_path), progress=False)
+  counts = [r["eval/num_examples"] for r in read_metrics(str(tmp_path))
+            if "eval/num_examples" in r]
+  assert counts == [100, 100]                          # steps 2 and 4
 
 
 def test_resume_is_bitwise_identical_to_an_uninterrupted_run(tmp_path):
