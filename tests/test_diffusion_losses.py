@@ -257,6 +257,12 @@ def test_q_posterior_is_bayes_rule():
     np.testing.assert_allclose(float(var[0]), 1 / prec, rtol=1e-4)
 
 
+def test_linear_schedule_refuses_betas_of_one_or_more():
+  with pytest.raises(ValueError, match=r"T=10 steps reaches beta_T = 2 >= 1.*T > 20"):
+    sm.linear_schedule(10)
+  assert float(sm.linear_schedule(21).betas[-1]) < 1.0
+
+
 def test_discretized_decoder_is_a_distribution_over_levels():
   levels = 17
   x = (2 * jnp.arange(levels) / (levels - 1) - 1)[:, None]

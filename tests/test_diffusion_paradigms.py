@@ -109,8 +109,8 @@ def test_image_likelihood_is_on_the_data_levels():
 
 
 def test_ddpm_images_loss_vlb_and_samples_in_unit_range():
-  cfg = _model_config(num_diffusion_steps=20, sampler='ancestral', conditional=True,
-                      vlb_num_steps=5)     # stratified estimate of the 20-term bound
+  cfg = _model_config(num_diffusion_steps=25, sampler="ancestral", conditional=True,
+                      vlb_num_steps=5)     # stratified estimate of the 25-term bound
   p = ddpm.make(cfg, DIGITS)
   levels = jax.random.randint(jax.random.key(0), (4, 8, 8, 1), 0, 17).astype(jnp.uint8)
   batch = {'image': levels, 'label': jnp.arange(4, dtype=jnp.int32)}
@@ -124,6 +124,27 @@ def test_ddpm_images_loss_vlb_and_samples_in_unit_range():
   assert x.shape == (3, 8, 8, 1) and float(x.min()) >= 0 and float(x.max()) <= 1
   with pytest.raises(ValueError, match='ddim'):
     p.sample(params, jax.random.key(4), 3, num_steps=5)
+
+
+def test_ddpm_stratified_vlb_is_the_full_bound_in_expectation():
+  """K = T - 1 strata of width 1 visit every KL term once: the full bound, same keys.
+  K = 3 (T = 25): unbiased, so its mean over many keys matches the full bound's mean (the full
+  bound is itself random through each term's eps, so both are averaged)."""
+  levels = jax.random.randint(jax.random.key(0), (4, 8, 8, 1), 0, 17).astype(jnp.uint8)
+  batch = {'image': levels}
+  def bound(k):
+    p = ddpm.make(_model_config(num_diffusion_steps=25, vlb_num_steps=k), DIGITS)
+    return p, jax.jit(jax.vmap(p.log_likelihood, in_axes=(None, None, 0)))
+  full, full_ll = bound(0)
+  params = _perturb(full.init(jax.random.key(1), batch), jax.random.key(5), 0.02)
+  keys = jax.random.split(jax.random.key(7), 400)
+  assert np.isfinite(np.asarray(full_ll(params, batch, keys[:2]))).all()
+  reference = full_ll(params, batch, keys)
+  np.testing.assert_allclose(bound(24)[1](params, batch, keys), reference, rtol=1e-5)
+  estimate = bound(3)[1](params, batch, keys)
+  assert float(jnp.std(estimate - reference)) > 1e-3      # it does sample the terms
+  se = float(jnp.std(estimate.mean(1))) / math.sqrt(len(keys))
+  assert abs(float(estimate.mean() - reference.mean())) < 4 * se + 1e-3 * abs(float(reference.mean()))
 
 
 def test_guidance_zero_equals_the_unconditional_sampler():

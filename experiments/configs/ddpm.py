@@ -27,8 +27,9 @@ def get_config(arg: str = 'digits'):
   m.eta = 0.0                    # DDIM: 0 deterministic, 1 = ancestral with beta_tilde
   m.ddim_spacing = 'uniform'     # DDIM steps: uniform | quadratic (more at low noise)
   m.variance = 'beta'            # reverse-process variance: beta | beta_tilde
-  m.vlb_num_steps = 100          # VLB terms in log_likelihood: 0 = all T; K = unbiased T/K-
-                                 # weighted estimate from K stratified steps (CPU-fast eval)
+  m.vlb_num_steps = 100          # VLB terms in log_likelihood: 0 = all T; K = L_0 and L_T
+                                 # exactly + an unbiased estimate of the T-1 KL terms from K
+                                 # stratified steps (CPU-fast eval)
   if arg.startswith('mnist_idx'):   # 1000 28x28 U-Net passes per sample are slow on a CPU:
     m.sampler, m.num_steps = 'ddim', 100       # stochastic DDIM (98 NFE), near ancestral
     m.eta, m.ddim_spacing = 0.5, 'quadratic'   # quality on digits (benchmark nfe part)

@@ -79,9 +79,14 @@ def linear_schedule(num_steps: int = 1000, beta_start: float = 1e-4,
   r"""Ho et al. (arXiv:2006.11239): beta_t linear from 1e-4 to 0.02 over T=1000 steps.
 
   For T != 1000 the endpoints are rescaled by 1000 / T (as in Nichol &
-  Dhariwal's code) so that alpha_bar_T stays near its T=1000 value.
+  Dhariwal's code) so that alpha_bar_T stays near its T=1000 value; that needs
+  beta_T = 1000 beta_end / T < 1, i.e. T > 20 with the default endpoints.
   """
   scale = 1000.0 / num_steps
+  if scale * beta_end >= 1.0:
+    raise ValueError(f"The linear beta schedule with T={num_steps} steps reaches beta_T = "
+                     f"{scale * beta_end:g} >= 1 (its endpoints are rescaled by 1000/T); use "
+                     f"T > {int(1000 * beta_end)} (num_diffusion_steps) or schedule='cosine'.")
   return _schedule_from_betas(
       jnp.linspace(scale * beta_start, scale * beta_end, num_steps, dtype=jnp.float32))
 

@@ -12,7 +12,8 @@ estimate from `vlb_num_steps` stratified steps). The training metric
 
 config.model fields (beside _diffusion_common's): num_diffusion_steps (T), schedule
 ('linear' | 'cosine'), prediction ('eps' | 'x0' | 'v'), sampler ('ancestral' | 'ddim'),
-eta and ddim_spacing ('uniform' | 'quadratic') for DDIM, variance ('beta' | 'beta_tilde'), clip_denoised, vlb_num_steps (0 = all T).
+eta and ddim_spacing ('uniform' | 'quadratic') for DDIM, variance ('beta' | 'beta_tilde'),
+clip_denoised, vlb_num_steps (0 = all T).
 """
 from __future__ import annotations
 
@@ -79,23 +80,23 @@ def make_spec(model_config, info) -> common.DiffusionSpec:
                          return_trajectory, spacing)
 
   def log_likelihood(model, x0, rng):
-    """-(L_T + sum_n L_n): all T terms, or T/K times K stratified random steps."""
+    """-(L_T + sum_{n>=1} L_n + L_0): all T terms, or the decoder L_0 and L_T exactly plus
+    (T-1)/K times K stratified random steps of the T-1 KL terms (unbiased; keeping the
+    large decoder term out of the sampling keeps the estimate's variance low)."""
     x0_hat_fn = lambda x, n: predictions(model(x, n), x, n)[1]
-    if vlb_steps >= num_T:
-      ns = jnp.arange(num_T)
-      scale = 1.0
-    else:
-      width = num_T / vlb_steps
-      offsets = jax.random.uniform(jax.random.fold_in(rng, num_T), (vlb_steps,)) * width
-      ns = jnp.floor(jnp.arange(vlb_steps) * width + offsets).astype(jnp.int32)
-      scale = num_T / vlb_steps
 
     def term(n):
       eps = jax.random.normal(jax.random.fold_in(rng, n), x0.shape, x0.dtype)
       return sm.ddpm_vlb_term(x0_hat_fn, schedule, x0, jnp.full(x0.shape[:1], n), eps,
                               levels, variance)
-    terms = jax.lax.map(term, ns)
-    return -(scale * jnp.sum(terms, 0) + sm.ddpm_prior_kl(schedule, x0))
+    if vlb_steps >= num_T:
+      kl_terms = jnp.sum(jax.lax.map(term, jnp.arange(1, num_T)), 0)
+    else:
+      width = (num_T - 1) / vlb_steps
+      offsets = jax.random.uniform(jax.random.fold_in(rng, num_T), (vlb_steps,)) * width
+      ns = 1 + jnp.minimum(jnp.floor(jnp.arange(vlb_steps) * width + offsets), num_T - 2)
+      kl_terms = width * jnp.sum(jax.lax.map(term, ns.astype(jnp.int32)), 0)
+    return -(term(0) + kl_terms + sm.ddpm_prior_kl(schedule, x0))
 
   return common.DiffusionSpec(
       time_input=time_input, loss=loss, sample=sample, log_likelihood=log_likelihood,
