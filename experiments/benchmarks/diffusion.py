@@ -19,9 +19,10 @@ Parts (`run()` returns a dict of their results):
   same eps-network through the VP -> EDM change of variables (Karras et al. 2022, Sec. 3:
   sigma = sqrt(1 - abar) / sqrt(abar), x_edm = x / sqrt(abar), D = x_edm - sigma eps),
   at NFE ~ 10, 20, 35, 50, 100 (see SAMPLERS); FD of --num samples each, a PNG of the
-  curve and each sampler's ratio FD(best at NFE <= 35) / FD(ancestral 1000). With --seeds=0,1,2 every sampler is run once
-  per sampling seed (same model, independent noise) and the summary gives each ratio's
-  mean and standard deviation over the seeds; the curve shows the mean FD and its range.
+  curve and each sampler's ratio FD(best at NFE <= 35) / FD(ancestral 1000). With
+  --seeds=0,1,2 every sampler is run once per sampling seed (same model, independent
+  noise) and the summary gives each ratio's mean and standard deviation over the seeds;
+  the curve shows the mean FD and its range.
 Times are wall-clock on whatever machine runs it (state it with the numbers).
 """
 from __future__ import annotations
