@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 
 import jax
@@ -234,3 +235,16 @@ def test_diffusion_nfe_summary_by_hand():
   for sampler in diffusion.SAMPLERS[1:]:     # NFE 50 (0.5) is not <= 35
     np.testing.assert_allclose(summary[f'ratio_{sampler}_nfe<=35'], [1.1, 1.1])
   assert summary['fd_ancestral_1000'] == [20.0, 10.0]
+
+
+def test_flows_benchmark_budget_and_model_fields(tmp_path):
+  """--budget_minutes turns the probed seconds per step into the steps trained (and reports
+  both); --model overrides config.model fields; the record names the device."""
+  from experiments import benchmark
+  from experiments.benchmarks import flows
+  [r] = flows.images_part(("realnvp",), ("digits",), budget_minutes=0.005,
+                          model_fields={"hidden": 8, "steps_per_scale": 2}, out=str(tmp_path))
+  assert r["model"]["hidden"] == 8 and r["model"]["steps_per_scale"] == 2
+  assert r["steps"] == r["planned_steps"] == benchmark.budget_steps(r["probe_seconds_per_step"], 0.005)
+  assert r["budget_minutes"] == 0.005 and r["device"] == jax.devices()[0].device_kind
+  assert np.isfinite(r["test_bits_per_dim"]) and os.path.exists(r["grid_t0.7"])

@@ -109,3 +109,26 @@ def test_load_or_train_reuses_a_trained_classifier(trained):
   assert net.meta == meta
   with pytest.raises(ValueError, match="holds a classifier for 'digits'"):
     train_classifier.load_or_train("mnist_idx", workdir)
+
+
+def test_a_classifier_saved_on_another_topology_loads_here(trained, digits_test, tmp_path):
+  """A classifier saved by a process with two devices (its params placed on a 2-device mesh, as
+  on a multi-device machine; a GPU-saved one differs the same way) loads in this process and
+  predicts as the original does: Orbax would otherwise refuse it ('Topology mismatch')."""
+  workdir, meta = trained
+  moved = str(tmp_path / "two_devices")
+  script = (
+      "import sys, jax, numpy as np\n"
+      "from jax.sharding import Mesh, NamedSharding, PartitionSpec as P\n"
+      "from gen_jax.eval import features\n"
+      "net = features.load_classifier(sys.argv[1])\n"
+      "assert len(jax.devices()) == 2\n"
+      "mesh = Mesh(np.array(jax.devices()), ('data',))\n"
+      "params = jax.tree.map(lambda a: jax.device_put(a, NamedSharding(mesh, P())), net.params)\n"
+      "features.save_classifier(sys.argv[2], params, net.meta)\n")
+  env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+  subprocess.run([sys.executable, "-c", script, workdir, moved], cwd=REPO, env=env,
+                 capture_output=True, text=True, timeout=300, check=True)
+  images, labels = digits_test
+  net = features_lib.load_classifier(moved)
+  assert np.mean(net.predict(images) == labels) == meta["test_accuracy"]

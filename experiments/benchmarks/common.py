@@ -14,6 +14,20 @@ def timed_train(config, workdir):
   return run, state, seconds
 
 
+def budget_config(config, budget_minutes):
+  """`config` with the steps that fit `budget_minutes` of training (probed on this machine),
+  and the probed seconds per step."""
+  from experiments import benchmark
+  seconds_per_step = benchmark.probe_seconds_per_step(config)
+  return with_steps(config, benchmark.budget_steps(seconds_per_step, budget_minutes)), seconds_per_step
+
+
+def device_kind() -> str:
+  """What the numbers were measured on, e.g. 'cpu' or 'NVIDIA H100 80GB HBM3'."""
+  import jax
+  return jax.devices()[0].device_kind
+
+
 def with_steps(config, steps: int):
   """Shortens a config to `steps` training steps, sampling/saving/evaluating once at the end."""
   if steps:

@@ -6,6 +6,8 @@ r"""Diffusion family benchmark: training, likelihoods and the NFE -> quality cur
   python -m experiments.benchmarks.diffusion --parts=paradigms --dataset=mnist_idx \
       --steps=1500 --max_eval=256                  # bits/dim on the first 256 test images
   python -m experiments.benchmarks.diffusion --parts=nfe --workdir=/tmp/ddpm --seeds=1,2 --num=2000
+  python -m experiments.benchmarks.diffusion --parts=paradigms --dataset=mnist_idx \
+      --paradigms=edm --budget_minutes=3     # the steps that fit 3 minutes of training here
 
 Parts (`run()` returns a dict of their results):
 * paradigms: `experiments/configs/<p>.py:<dataset>` trained by the loop for each paradigm,
@@ -35,7 +37,7 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
-from experiments.benchmarks.common import timed_train as train_or_restore
+from experiments.benchmarks.common import budget_config, device_kind, timed_train as train_or_restore
 
 PARADIGMS = ('ddpm', 'score_sde', 'edm', 'flow_matching')
 NFES = (10, 20, 35, 50, 100)
@@ -81,7 +83,8 @@ def _sample_batched(fn, num, batch=500, seed=0):
 
 
 def paradigms_part(dataset='digits', paradigms=PARADIGMS, steps=None,
-                   out='/tmp/gen_jax_diffusion_benchmark', num=1000, max_eval=None):
+                   out='/tmp/gen_jax_diffusion_benchmark', num=1000, max_eval=None,
+                   budget_minutes=None):
   from gen_jax.paradigms import ddpm
   from gen_jax.train import loop
   from gen_jax.utils import images
@@ -89,6 +92,10 @@ def paradigms_part(dataset='digits', paradigms=PARADIGMS, steps=None,
   results = []
   for name in paradigms:
     config = _config(name, dataset, steps)
+    extra = {}
+    if budget_minutes:
+      config, seconds_per_step = budget_config(config, budget_minutes)
+      extra = {'budget_minutes': budget_minutes, 'probe_seconds_per_step': seconds_per_step}
     workdir = os.path.join(out, f'{name}_{dataset}')
     run, state, seconds = train_or_restore(config, workdir)
     if name == 'ddpm':   # the full bound (all T terms) rather than the config's estimate
@@ -105,7 +112,8 @@ def paradigms_part(dataset='digits', paradigms=PARADIGMS, steps=None,
     grid = os.path.join(out, f'{name}_{dataset}.png')
     images.save_png(images.image_grid(fake[:64]), grid)
     results.append({'part': 'paradigms', 'paradigm': name, 'dataset': dataset,
-                    'steps': config.num_train_steps, 'train_seconds': round(seconds, 1),
+                    'steps': int(state.step), 'planned_steps': config.num_train_steps,
+                    'train_seconds': round(seconds, 1), 'device': device_kind(), **extra,
                     'test_bits_per_dim': ev['bits_per_dim'], 'bound': ev['bound'],
                     'test_examples': ev.get('num_examples'),
                     'eval_seconds': round(eval_seconds, 1),
@@ -141,11 +149,14 @@ def nfe_part(dataset='digits', workdir=None, steps=None, out='/tmp/gen_jax_diffu
              num=1000, nfes=NFES, seeds=(0,)):
   from gen_jax.paradigms import ddpm
   from gen_jax.samplers import diffusion as samplers
+  from gen_jax.train import loop
   from gen_jax.utils import images
   score = _scorer(dataset)
-  config = _config('ddpm', dataset, steps)
   workdir = workdir or os.path.join(out, f'ddpm_{dataset}')
-  run, state, _ = train_or_restore(config, workdir)
+  if os.path.exists(os.path.join(workdir, 'config.json')):   # a trained model (e.g. the
+    run, state, _ = loop.restore(workdir)                      # paradigms part's): sample it
+  else:
+    run, state, _ = train_or_restore(_config('ddpm', dataset, steps), workdir)
   params = run.sampling_params(state)
   info = run.info
   model_config = run.config.model
@@ -240,11 +251,12 @@ def _plot(rows, path):
 
 def run(parts=('paradigms', 'nfe'), dataset='digits', paradigms=PARADIGMS, steps=None,
         workdir=None, out='/tmp/gen_jax_diffusion_benchmark', seeds=(0,), max_eval=None,
-        num=1000) -> dict:
+        num=1000, budget_minutes=None) -> dict:
   os.makedirs(out, exist_ok=True)
   results = {}
   if 'paradigms' in parts:
-    results['paradigms'] = paradigms_part(dataset, paradigms, steps, out, num, max_eval)
+    results['paradigms'] = paradigms_part(dataset, paradigms, steps, out, num, max_eval,
+                                          budget_minutes)
   if 'nfe' in parts:
     results['nfe'] = nfe_part(dataset, workdir, steps, out, num, seeds=seeds)
   return results
@@ -256,14 +268,18 @@ if __name__ == '__main__':
   parser.add_argument('--dataset', default='digits')
   parser.add_argument('--paradigms', default=','.join(PARADIGMS))
   parser.add_argument('--steps', type=int, default=None)
-  parser.add_argument('--workdir', default=None, help='a trained ddpm workdir for --parts=nfe')
+  parser.add_argument('--workdir', default=None,
+                      help='--parts=nfe: a ddpm workdir, sampled as saved if it holds a run, else trained there')
   parser.add_argument('--out', default='/tmp/gen_jax_diffusion_benchmark')
   parser.add_argument('--seeds', default='0', help='sampling seeds of the nfe part, e.g. 0,1,2')
   parser.add_argument('--max_eval', type=int, default=0,
                       help='test images for the bits/dim of the paradigms part; 0 = all')
   parser.add_argument('--num', type=int, default=1000, help='samples behind each FD')
+  parser.add_argument('--budget_minutes', type=float, default=None,
+                      help='paradigms part: train each model for the steps that fit this many '
+                           'minutes here (a probe times the train step); overrides --steps')
   args = parser.parse_args()
   res = run(tuple(args.parts.split(',')), args.dataset, tuple(args.paradigms.split(',')),
             args.steps, args.workdir, args.out, tuple(int(s) for s in args.seeds.split(',')),
-            args.max_eval or None, args.num)
+            args.max_eval or None, args.num, args.budget_minutes)
   print(json.dumps(res, default=str))

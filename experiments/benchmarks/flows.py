@@ -5,6 +5,7 @@ dequantization), and flow2d against true entropies.
   python -m experiments.benchmarks.flows --parts=images --datasets=digits --paradigms=glow \
       --dequantization=uniform,variational --out=results/flows --json=results/flows/digits_dequantization.json
   python -m experiments.benchmarks.flows --parts=images --datasets=digits,mnist_idx --steps=3000
+  python -m experiments.benchmarks.flows --parts=images --datasets=mnist_idx --budget_minutes=3
   python -m experiments.benchmarks.flows --parts=toy --toy_names=eight_gaussians --out=results/flows \
       --json=results/flows/toy_eight_gaussians_fresh.json
 
@@ -35,6 +36,7 @@ Times are wall-clock on whatever machine runs it (state it with the numbers).
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import math
 import os
@@ -43,7 +45,7 @@ import time
 
 import jax
 import numpy as np
-from experiments.benchmarks.common import timed_train as train, with_steps
+from experiments.benchmarks.common import budget_config, device_kind, timed_train as train, with_steps
 
 PARADIGMS = ("glow", "realnvp")
 
@@ -58,7 +60,8 @@ def _override(config, steps, fields=None):
 
 
 def images_part(paradigms=PARADIGMS, datasets=("digits",), steps=None,
-                out="/tmp/gen_jax_flows_benchmark", dequantizations=("uniform",)):
+                out="/tmp/gen_jax_flows_benchmark", dequantizations=("uniform",), budget_minutes=None,
+                model_fields=None):
   import importlib
 
   from gen_jax.train import loop
@@ -68,7 +71,12 @@ def images_part(paradigms=PARADIGMS, datasets=("digits",), steps=None,
     for paradigm in paradigms:
       for dequantization in dequantizations:
         config = _override(importlib.import_module(f"experiments.configs.{paradigm}").get_config(dataset),
-                           steps, {"dequantization": dequantization})
+                           steps, {**(model_fields or {}), "dequantization": dequantization})
+        extra = {}
+        if budget_minutes:
+          config, seconds_per_step = budget_config(config, budget_minutes)
+          config.optimizer.warmup_steps = min(config.optimizer.warmup_steps, config.num_train_steps // 10)
+          extra = {"budget_minutes": budget_minutes, "probe_seconds_per_step": seconds_per_step}
         name = f"{paradigm}_{dataset}" + ("" if dequantization == "uniform" else f"_{dequantization}")
         with tempfile.TemporaryDirectory() as workdir:
           run, state, seconds = train(config, workdir)
@@ -85,7 +93,9 @@ def images_part(paradigms=PARADIGMS, datasets=("digits",), steps=None,
             grids[f"grid_t{temperature}"] = path
         results.append({"part": "images", "paradigm": paradigm, "dataset": dataset,
                         "dequantization": dequantization, "model": dict(config.model),
-                        "steps": config.num_train_steps, "batch_size": config.batch_size,
+                        "steps": int(state.step), "planned_steps": config.num_train_steps,
+                        "batch_size": config.batch_size,
+                        "device": device_kind(), **extra,
                         "test_bits_per_dim": ev["bits_per_dim"], "bound": ev.get("bound"),
                         "uniform_bits_per_dim": math.log2(run.info.num_levels),
                         "train_seconds": round(seconds, 1), "eval_seconds": round(eval_seconds, 1),
@@ -170,10 +180,12 @@ def toy_part(names=("eight_gaussians", "checkerboard"), steps=20_000,
 
 def run(parts=("images", "toy"), datasets=("digits",), paradigms=PARADIGMS, steps=None,
         toy_steps=20_000, out="/tmp/gen_jax_flows_benchmark", dequantizations=("uniform",),
-        toy_names=("eight_gaussians", "checkerboard"), toy_data="fresh") -> dict:
+        toy_names=("eight_gaussians", "checkerboard"), toy_data="fresh", budget_minutes=None,
+        model_fields=None) -> dict:
   results = []
   if "images" in parts:
-    results += images_part(paradigms, datasets, steps, out, dequantizations)
+    results += images_part(paradigms, datasets, steps, out, dequantizations, budget_minutes,
+                           model_fields)
   if "toy" in parts:
     results += toy_part(toy_names, toy_steps, out=out, data=toy_data)
   return {"family": "flows", "device": str(jax.devices()[0]), "results": results}
@@ -193,11 +205,18 @@ def main():
                       help="comma-separated: uniform, variational (each image model trained once per entry)")
   parser.add_argument("--out", default="/tmp/gen_jax_flows_benchmark", help="folder of the PNGs")
   parser.add_argument("--json", default="", help="also write the result to this file")
+  parser.add_argument("--budget_minutes", type=float, default=None,
+                      help="images part: train each model for the steps that fit this many minutes "
+                           "here (a probe times the train step); overrides --steps")
+  parser.add_argument("--model", default="",
+                      help="images part: config.model fields to override, e.g. hidden=256,steps_per_scale=8")
   args = parser.parse_args()
+  model_fields = {k: ast.literal_eval(v) for k, v in
+                  (item.split("=", 1) for item in args.model.split(",") if item)}
   result = run(tuple(args.parts.split(",")), tuple(args.datasets.split(",")),
                tuple(args.paradigms.split(",")), args.steps or None, args.toy_steps, args.out,
                tuple(args.dequantization.split(",")), tuple(args.toy_names.split(",")),
-               args.toy_data)
+               args.toy_data, args.budget_minutes, model_fields)
   if args.json:
     with open(args.json, "w") as f:
       json.dump(result, f, indent=1)

@@ -65,7 +65,7 @@ import tempfile
 
 import jax
 import numpy as np
-from experiments.benchmarks.common import timed_train as train, with_steps
+from experiments.benchmarks.common import budget_config, timed_train as train, with_steps
 
 # (name, loss, model fields): each loss plain and with the R1 penalty (γ = 1);
 # WGAN-GP with its own penalty (λ = 10) and 3 critic steps per generator step;
@@ -117,13 +117,6 @@ def image_scores(run, state, dataset, num=1000):
   fake = _samples(run, state, num)
   return {**features.sample_metrics(net, real, fake),
           "classifier_test_accuracy": net.meta.get("test_accuracy")}, net
-
-
-def budget_config(config, budget_minutes):
-  """`config` with the steps that fit `budget_minutes` of training (probed on this machine)."""
-  from experiments import benchmark
-  seconds_per_step = benchmark.probe_seconds_per_step(config)
-  return with_steps(config, benchmark.budget_steps(seconds_per_step, budget_minutes)), seconds_per_step
 
 
 def images_part(dataset="digits", variants=tuple(VARIANTS), steps=None,

@@ -139,6 +139,10 @@ def load_classifier(workdir: str) -> FeatureNet:
     meta = json.load(f)
   module = _module_from_meta(meta)
   abstract = jax.eval_shape(module.init, jax.random.key(0), jnp.zeros((1, *meta["image_shape"]), jnp.float32))
+  # Restore onto this machine's first device: without a target sharding Orbax would use the
+  # saving machine's, and refuse a classifier trained on a CPU when loaded on a GPU.
+  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=device), abstract)
   checkpointer = ocp.StandardCheckpointer()
   params = checkpointer.restore(os.path.join(workdir, PARAMS_DIR), abstract)
   checkpointer.close()
