@@ -248,3 +248,21 @@ def test_flows_benchmark_budget_and_model_fields(tmp_path):
   assert r["steps"] == r["planned_steps"] == benchmark.budget_steps(r["probe_seconds_per_step"], 0.005)
   assert r["budget_minutes"] == 0.005 and r["device"] == jax.devices()[0].device_kind
   assert np.isfinite(r["test_bits_per_dim"]) and os.path.exists(r["grid_t0.7"])
+
+
+def test_diffusion_benchmark_scores_the_full_ddpm_bound_once(tmp_path):
+  """The paradigms part takes the loop's final eval (the full T-term VLB for ddpm, on
+  --max_eval images) instead of evaluating again; an independent evaluation of the saved
+  model with all T terms gives the same bits/dim."""
+  from experiments.benchmarks import diffusion
+  from gen_jax.paradigms import ddpm
+  from gen_jax.train import loop
+  [r] = diffusion.paradigms_part('digits', ('ddpm',), steps=3, out=str(tmp_path), num=8, max_eval=4)
+  run, state, step = loop.restore(str(tmp_path / 'ddpm_digits'))
+  assert step == r['steps'] == 3 and run.config.model.vlb_num_steps == 0
+  model = run.config.model.copy_and_resolve_references()
+  run.paradigm = ddpm.make(model, run.info)
+  ev = loop.evaluate(run, state, 'test', max_examples=4)
+  assert r['test_examples'] == ev['num_examples'] == 4 and r['bound']
+  np.testing.assert_allclose(r['test_bits_per_dim'], ev['bits_per_dim'], rtol=1e-5)
+  assert r['eval_seconds'] > 0

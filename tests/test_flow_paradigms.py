@@ -137,6 +137,8 @@ def test_make_rejects_data_the_model_cannot_handle():
               DatasetInfo(name="mnist_idx", kind="image", shape=(28, 28, 1), num_levels=256))
   with pytest.raises(ValueError, match="realnvp"):
     flow2d.make(ml_collections.ConfigDict(dict(num_steps=2, hidden=8, num_layers=1)), DIGITS)
+  with pytest.raises(ValueError, match="model.split_prior 'glow'"):
+    glow.make(image_config(split_prior="glow"), DIGITS)
 
 
 def test_flow2d_on_eight_gaussians_approaches_the_true_entropy():

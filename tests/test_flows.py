@@ -46,6 +46,10 @@ LAYERS = {
     "realnvp_4x4x2": (lambda: flows.MultiScaleFlow((4, 4, 2), 2, 2, 8, "realnvp"), (4, 4, 2)),
     "glow_digits": (lambda: flows.MultiScaleFlow((8, 8, 1), 2, 1, 8, "glow"), (8, 8, 1)),
     "realnvp_digits_3_scales": (lambda: flows.MultiScaleFlow((8, 8, 1), 3, 1, 8, "realnvp"), (8, 8, 1)),
+    "glow_4x4x2_split_prior": (lambda: flows.MultiScaleFlow((4, 4, 2), 2, 2, 8, "glow", "learned"),
+                               (4, 4, 2)),
+    "realnvp_digits_3_scales_split_prior": (
+        lambda: flows.MultiScaleFlow((8, 8, 1), 3, 1, 8, "realnvp", "learned"), (8, 8, 1)),
     "vector_flow": (lambda: flows.VectorFlow(num_steps=3, hidden=8), (2,)),
 }
 
@@ -213,3 +217,18 @@ def test_logit_transform_inverts_and_log_det_matches_brute_force_jacobian():
   y_edges, _ = module.apply({}, jnp.array([[0.0, 1.0]]))
   np.testing.assert_allclose(y_edges, [[np.log(alpha / (1 - alpha)), np.log((1 - alpha) / alpha)]],
                              rtol=1e-5)
+
+
+def test_learned_split_prior_starts_as_the_standard_prior():
+  """Its conv is zero-initialised: mu = 0, sigma = 1, so at init the flow (same other params)
+  maps x to the same z with the same log_det as with RealNVP's N(0, I) split."""
+  x = jax.random.normal(jax.random.key(0), (3, 8, 8, 1))
+  standard = flows.MultiScaleFlow((8, 8, 1), 2, 1, 8, "glow", "standard")
+  learned = flows.MultiScaleFlow((8, 8, 1), 2, 1, 8, "glow", "learned")
+  params = learned.init(jax.random.key(1), x)["params"]
+  assert set(params) - set(standard.init(jax.random.key(1), x)["params"]) == {"split0_prior"}
+  shared = {k: v for k, v in params.items() if k != "split0_prior"}
+  z_l, ld_l = learned.apply({"params": params}, x)
+  z_s, ld_s = standard.apply({"params": shared}, x)
+  np.testing.assert_array_equal(z_l, z_s)
+  np.testing.assert_allclose(ld_l, ld_s, atol=1e-5)

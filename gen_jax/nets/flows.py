@@ -341,17 +341,47 @@ def multiscale_plan(image_shape: Sequence[int], num_scales: int, architecture: s
   return stages, latents
 
 
+class SplitPrior(nn.Module):
+  r"""Glow's learned prior of a factored-out half (Kingma & Dhariwal 2018, arXiv:1807.03039,
+  §3 and its `split2d` prior): z_i ~ N(mu(h), diag(sigma(h))^2) given the kept half h, with
+  (mu, log sigma) from a zero-initialised 3x3 conv of h. Written as a bijection of z_i given h,
+
+      eps = (z_i - mu(h)) * exp(-log sigma(h)),   log|det d eps / d z_i| = -sum log sigma(h),
+
+  so that log N(z_i; mu, sigma) = log N(eps; 0, I) + log|det| and the flow's flat latent
+  stays N(0, I). At init mu = 0 and sigma = 1: RealNVP's standard prior. Sampling with
+  eps ~ N(0, T^2 I) gives z_i = mu + T sigma eps', Glow's temperature.
+  ``apply(variables, z_i, h, reverse) -> (eps or z_i, log_det)`` (reverse: of the inverse).
+  """
+
+  @nn.compact
+  def __call__(self, z, h, reverse: bool = False):
+    out = nn.Conv(2 * z.shape[-1], (3, 3), kernel_init=nn.initializers.zeros,
+                  bias_init=nn.initializers.zeros, name='conv')(h)
+    mu, log_sigma = jnp.split(out, 2, axis=-1)
+    log_det = -_sum_except_batch(log_sigma)
+    if not reverse:
+      return (z - mu) * jnp.exp(-log_sigma), log_det
+    return mu + z * jnp.exp(log_sigma), -log_det
+
+
+SPLIT_PRIORS = ('standard', 'learned')
+
+
 class MultiScaleFlow(_Bijector):
   r"""The multi-scale flow of RealNVP / Glow: x [B, H, W, C] <-> z [B, H*W*C].
 
   z concatenates the flattened halves factored out at each scale and the final
   activation (see `multiscale_plan`), so log p(x) = log N(z; 0, I) + log_det.
+  split_prior: 'standard' factors each half out to N(0, I) (RealNVP §3.6); 'learned'
+  gives it Glow's conditional prior N(mu(h), sigma(h)^2) on the kept half h (`SplitPrior`).
   """
   image_shape: tuple
   num_scales: int = 2
   steps_per_scale: int = 4
   hidden: int = 64
   architecture: str = 'glow'
+  split_prior: str = 'standard'
 
   def _steps(self, scale, kind, extra):
     """The bijective layers of one 'steps' stage, in forward order."""
@@ -370,15 +400,19 @@ class MultiScaleFlow(_Bijector):
   @nn.compact
   def __call__(self, x, reverse: bool = False):
     stages, latents = multiscale_plan(self.image_shape, self.num_scales, self.architecture)
+    if self.split_prior not in SPLIT_PRIORS:
+      raise ValueError(f"Unknown split_prior {self.split_prior!r}; use one of {SPLIT_PRIORS}.")
     scales = []  # the layers of each stage, built in forward order (names are fixed)
     scale = 0
     for stage in stages:
       if stage[0] == 'steps':
         scales.append(self._steps(scale, stage[1], stage[3] if len(stage) > 3 else False))
+      elif stage[0] == 'split':
+        scales.append(SplitPrior(name=f'split{scale}_prior') if self.split_prior == 'learned'
+                      else None)
+        scale += 1
       else:
         scales.append(None)
-        if stage[0] == 'split':
-          scale += 1
     batch = x.shape[0]
     log_det = jnp.zeros((batch,), x.dtype)
     if not reverse:
@@ -388,8 +422,11 @@ class MultiScaleFlow(_Bijector):
           h = squeeze(h)
         elif stage[0] == 'split':
           half = h.shape[-1] // 2
-          zs.append(h[..., :half].reshape(batch, -1))
-          h = h[..., half:]
+          z_i, h = h[..., :half], h[..., half:]
+          if layers is not None:                     # the learned prior of z_i given h
+            z_i, ld = layers(z_i, h)
+            log_det = log_det + ld
+          zs.append(z_i.reshape(batch, -1))
         else:
           for layer in layers:
             h, ld = layer(h)
@@ -405,7 +442,11 @@ class MultiScaleFlow(_Bijector):
       if stage[0] == 'squeeze':
         h = unsqueeze(h)
       elif stage[0] == 'split':
-        h = jnp.concatenate([parts.pop(), h], axis=-1)
+        z_i = parts.pop()
+        if layers is not None:
+          z_i, ld = layers(z_i, h, reverse=True)
+          log_det = log_det + ld
+        h = jnp.concatenate([z_i, h], axis=-1)
       else:
         for layer in reversed(layers):
           h, ld = layer(h, reverse=True)

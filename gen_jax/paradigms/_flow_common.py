@@ -177,9 +177,13 @@ def multiscale_image_paradigm(model_config, info, architecture: str) -> Paradigm
   """The Paradigm of `flows.MultiScaleFlow` ('glow' | 'realnvp') on the images of `info`."""
   check_image_info(info, architecture)
   flows.multiscale_plan(info.shape, model_config.num_scales, architecture)  # raises on a bad shape
+  if model_config.get('split_prior', 'standard') not in flows.SPLIT_PRIORS:
+    raise UserError(f"Unknown model.split_prior {model_config.split_prior!r}; use one of "
+                    f"{flows.SPLIT_PRIORS} ('learned': Glow's conditional prior of each factored-out half).")
   flow = flows.MultiScaleFlow(image_shape=tuple(info.shape), num_scales=model_config.num_scales,
                               steps_per_scale=model_config.steps_per_scale,
-                              hidden=model_config.hidden, architecture=architecture)
+                              hidden=model_config.hidden, architecture=architecture,
+                              split_prior=model_config.get('split_prior', 'standard'))
   return image_flow_paradigm(flow, info, model_config)
 
 

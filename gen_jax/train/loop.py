@@ -21,6 +21,7 @@ import logging
 import os
 import signal
 import threading
+import time
 from typing import Any
 
 import jax
@@ -304,8 +305,10 @@ def train(config, workdir: str, *, paradigm=None, progress: bool = True) -> Trai
         if sigterm.raised:
           break
         if step % config.eval_every_steps == 0 or step == total:
+          t0 = time.perf_counter()
           result = evaluate(run, state, max_examples=config.get("eval_max_examples") or None)
           if result is not None:
+            result["seconds"] = time.perf_counter() - t0
             writer.write(step, {f"eval/{k}": float(v) for k, v in result.items()
                                 if isinstance(v, (int, float))})
         if step % config.sample_every_steps == 0 or step == total:
