@@ -171,6 +171,10 @@ def test_user_errors_name_the_fix():
     score_sde.make(_model_config(), text)
   with pytest.raises(ValueError, match="'vp', 'subvp' or 've'"):
     score_sde.make(_model_config(sde='vpp'), POINTS)
+  with pytest.raises(ValueError, match="model.ddim_spacing 'quad'"):
+    ddpm.make(_model_config(ddim_spacing='quad'), DIGITS)
+  with pytest.raises(ValueError, match="model.prediction 'score'"):
+    ddpm.make(_model_config(prediction='score'), DIGITS)
 
 
 def test_configs_build():

@@ -136,6 +136,9 @@ def to_eps_x0(prediction: str, out, x_t, alpha, sigma):
   raise ValueError(f"Unknown prediction {prediction!r}: use 'eps', 'x0' or 'v'.")
 
 
+PREDICTIONS = ('eps', 'x0', 'v')
+
+
 def prediction_target(prediction: str, x0, eps, alpha, sigma):
   """The regression target of each parametrisation: eps, x0 or v = alpha eps - sigma x0."""
   if prediction == 'eps':

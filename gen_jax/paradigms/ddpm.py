@@ -30,13 +30,16 @@ def make_spec(model_config, info) -> common.DiffusionSpec:
   num_T = int(model_config.get('num_diffusion_steps', 1000))
   schedule = sm.get_discrete_schedule(model_config.get('schedule', 'linear'), num_T)
   prediction = model_config.get('prediction', 'eps')
-  sm.prediction_target(prediction, jnp.zeros(1), jnp.zeros(1), 1.0, 0.0)   # validates
+  if prediction not in sm.PREDICTIONS:
+    raise ValueError(f"ddpm: unknown model.prediction {prediction!r}; use one of {sm.PREDICTIONS}.")
   sampler = model_config.get('sampler', 'ancestral')
   if sampler not in ('ancestral', 'ddim'):
     raise ValueError(f"ddpm: unknown model.sampler {sampler!r}; use 'ancestral' or 'ddim'.")
   eta = float(model_config.get('eta', 0.0))
   spacing = model_config.get('ddim_spacing', 'uniform')
-  samplers.ddim_timesteps(num_T, 2, spacing)                              # validates
+  if spacing not in samplers.DDIM_SPACINGS:
+    raise ValueError(f"ddpm: unknown model.ddim_spacing {spacing!r}; use one of "
+                     f"{samplers.DDIM_SPACINGS}.")
   variance = model_config.get('variance', 'beta')
   levels = info.num_levels if info.kind == 'image' else None
   clip = bool(model_config.get('clip_denoised', info.kind == 'image'))

@@ -93,13 +93,16 @@ def ddpm_ancestral(eps_fn: Callable, schedule: DiscreteSchedule, x_T, rng,
   return x, _info(schedule.num_steps, traj)
 
 
+DDIM_SPACINGS = ('uniform', 'quadratic')
+
+
 def ddim_timesteps(num_train_steps: int, num_steps: int, spacing: str = 'uniform'):
   """The sub-sequence tau of 0..T-1 (descending, from T-1, ending at 0): 'uniform' spaces
   tau_i evenly; 'quadratic' spaces sqrt(tau_i) evenly, i.e. tau_i ~ (T-1) (i/(S-1))^2, so
   more steps fall at low noise (Song et al. 2021, App. D.2). Duplicates are dropped, so a
   quadratic sequence may have a few fewer than num_steps entries when num_steps ~ T."""
-  if spacing not in ('uniform', 'quadratic'):
-    raise ValueError(f"ddim spacing {spacing!r}: use 'uniform' or 'quadratic'.")
+  if spacing not in DDIM_SPACINGS:
+    raise ValueError(f"ddim spacing {spacing!r}: use one of {DDIM_SPACINGS}.")
   u = np.linspace(1.0, 0.0, num_steps)
   taus = np.round((num_train_steps - 1) * (u if spacing == 'uniform' else u ** 2))
   return jnp.asarray(np.unique(taus)[::-1].astype(np.int32))
