@@ -22,6 +22,11 @@ RELAUNCH_FIELDS = ("mesh", "log_every_steps", "eval_every_steps", "checkpoint_ev
                    "sample_every_steps", "num_samples", "keep_checkpoints",
                    "eval_batch_size", "eval_max_examples", "data_dir", "manual_dir")
 
+# Fields added to the configs after workdirs were made without them, each with the value that
+# does what the code did before the field existed: a saved config that lacks the field is the
+# same experiment as a new one that holds this value. Add a field here when you add it to a config.
+ADDED_FIELDS = {"model.ddim_spacing": "uniform", "model.split_prior": "standard"}
+
 
 def flat_dict(d, prefix=""):
   """{"a": {"b": 1}} -> {"a.b": 1}: nested dicts as one level of dotted keys."""
@@ -50,6 +55,9 @@ def check_or_write_config(workdir: str, config, write: bool = True) -> None:
       raise UserError(f"{path} is unreadable ({e}); this workdir's config is unknown: "
                       "use a new --workdir.") from None
     a, b = flat_dict(old), flat_dict(new)
+    for k, value in ADDED_FIELDS.items():     # a field the saved config predates
+      if k in b and k not in a and b[k] == value:
+        a[k] = value
     diff = sorted(k for k in set(a) | set(b)
                   if a.get(k) != b.get(k) and k.split(".")[0] not in RELAUNCH_FIELDS)
     if diff:

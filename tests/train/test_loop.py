@@ -107,6 +107,28 @@ def test_a_workdir_from_another_config_is_refused(tmp_path):
   loop.train(tiny_vae_config(num_train_steps=2, log_every_steps=2), str(tmp_path), progress=False)
 
 
+def test_a_workdir_saved_before_a_field_existed_resumes_with_its_old_behaviour(tmp_path):
+  """A saved config lacking a field of checkpoint.ADDED_FIELDS matches a new config holding the
+  value that reproduces the old behaviour, and no other value."""
+  from gen_jax.train import checkpoint
+  assert checkpoint.ADDED_FIELDS["model.split_prior"] == "standard"
+  config = tiny_vae_config(num_train_steps=2)
+  config.model.split_prior = "standard"
+  checkpoint.check_or_write_config(str(tmp_path), config)
+  path = tmp_path / "config.json"
+  saved = json.loads(path.read_text())
+  del saved["model"]["split_prior"]                 # as written before the field existed
+  path.write_text(json.dumps(saved))
+  checkpoint.check_or_write_config(str(tmp_path), config)
+  config.model.split_prior = "learned"
+  with pytest.raises(UserError, match="different config.*model.split_prior: None -> 'learned'"):
+    checkpoint.check_or_write_config(str(tmp_path), config)
+  other = tiny_vae_config(num_train_steps=2)
+  other.model.new_field = 1                         # a field not in ADDED_FIELDS still differs
+  with pytest.raises(UserError, match="model.new_field"):
+    checkpoint.check_or_write_config(str(tmp_path), other)
+
+
 def diverging_config(**overrides):
   config = tiny_vae_config(num_train_steps=80, checkpoint_every_steps=10, log_every_steps=5,
                            eval_every_steps=1000, sample_every_steps=1000, **overrides)
