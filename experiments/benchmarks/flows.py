@@ -75,7 +75,7 @@ def images_part(paradigms=PARADIGMS, datasets=("digits",), steps=None,
         extra = {}
         if budget_minutes:
           config, seconds_per_step = budget_config(config, budget_minutes)
-          config.optimizer.warmup_steps = min(config.optimizer.warmup_steps, config.num_train_steps // 10)
+          _override(config, config.num_train_steps)     # warmup within the budgeted steps
           extra = {"budget_minutes": budget_minutes, "probe_seconds_per_step": seconds_per_step}
         name = f"{paradigm}_{dataset}" + ("" if dequantization == "uniform" else f"_{dequantization}")
         with tempfile.TemporaryDirectory() as workdir:
