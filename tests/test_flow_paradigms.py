@@ -139,6 +139,17 @@ def test_make_rejects_data_the_model_cannot_handle():
     flow2d.make(ml_collections.ConfigDict(dict(num_steps=2, hidden=8, num_layers=1)), DIGITS)
   with pytest.raises(ValueError, match="model.split_prior 'glow'"):
     glow.make(image_config(split_prior="glow"), DIGITS)
+  with pytest.raises(ValueError, match="model.res_blocks must be an integer >= 0"):
+    realnvp.make(image_config(res_blocks=-1), DIGITS)
+
+
+def test_res_blocks_field_gives_every_coupling_residual_conditioners():
+  batch = random_images(4)
+  plain = realnvp.make(image_config(), DIGITS).init(jax.random.key(0), batch)
+  deep = realnvp.make(image_config(res_blocks=2), DIGITS).init(jax.random.key(0), batch)
+  convs = lambda p: {k: len(v["conditioner"]) for k, v in p.items() if "conditioner" in v}
+  assert convs(plain) and set(convs(plain)) == set(convs(deep))
+  assert all(convs(deep)[k] == convs(plain)[k] + 4 for k in convs(plain))   # 2 blocks x 2 convs
 
 
 def test_flow2d_on_eight_gaussians_approaches_the_true_entropy():

@@ -41,6 +41,8 @@ LAYERS = {
     "coupling_channel": (lambda: flows.AffineCoupling("channel", 0, hidden=8), (2, 2, 4)),
     "coupling_channel_odd": (lambda: flows.AffineCoupling("channel", 1, hidden=8), (2, 2, 4)),
     "coupling_alternate": (lambda: flows.AffineCoupling("alternate", 1, hidden=8), (3,)),
+    "coupling_checkerboard_resnet": (
+        lambda: flows.AffineCoupling("checkerboard", 0, hidden=8, res_blocks=2), (4, 4, 2)),
     "squeeze": (lambda: flows.Squeeze(), (4, 4, 2)),
     "glow_4x4x2": (lambda: flows.MultiScaleFlow((4, 4, 2), 2, 2, 8, "glow"), (4, 4, 2)),
     "realnvp_4x4x2": (lambda: flows.MultiScaleFlow((4, 4, 2), 2, 2, 8, "realnvp"), (4, 4, 2)),
@@ -50,6 +52,8 @@ LAYERS = {
                                (4, 4, 2)),
     "realnvp_digits_3_scales_split_prior": (
         lambda: flows.MultiScaleFlow((8, 8, 1), 3, 1, 8, "realnvp", "learned"), (8, 8, 1)),
+    "realnvp_4x4x2_resnet": (
+        lambda: flows.MultiScaleFlow((4, 4, 2), 2, 1, 8, "realnvp", res_blocks=1), (4, 4, 2)),
     "vector_flow": (lambda: flows.VectorFlow(num_steps=3, hidden=8), (2,)),
 }
 
@@ -130,6 +134,28 @@ def test_coupling_starts_as_identity(mask, shape):
   z, log_det = module.apply({"params": params}, x)
   np.testing.assert_array_equal(z, x)
   np.testing.assert_array_equal(log_det, 0.0)
+
+
+def test_resnet_coupling_starts_as_identity():
+  module = flows.AffineCoupling("checkerboard", 0, hidden=8, res_blocks=2)
+  x = jax.random.normal(jax.random.key(0), (3, 4, 4, 2))
+  params = module.init(jax.random.key(1), x)["params"]
+  z, log_det = module.apply({"params": params}, x)
+  np.testing.assert_array_equal(z, x)
+  np.testing.assert_array_equal(log_det, 0.0)
+
+
+@pytest.mark.parametrize("res_blocks", [0, 1, 2])
+def test_conv_conditioner_receptive_field_grows_by_two_pixels_per_conv(res_blocks):
+  """conv3x3 - [res blocks of two conv3x3] - conv1x1 - conv3x3: the output at the centre
+  depends on exactly the inputs within radius 2 + 2 * res_blocks (the Jacobian's support)."""
+  module = flows.ConvConditioner(hidden=4, out=1, res_blocks=res_blocks)
+  h = jax.random.normal(jax.random.key(0), (1, 15, 15, 1))
+  params = perturb(module.init(jax.random.key(1), h)["params"], 3)
+  grad = jax.grad(lambda h: module.apply({"params": params}, h)[0, 7, 7, 0])(h)[0, :, :, 0]
+  rows, cols = np.nonzero(np.abs(np.asarray(grad)) > 0)
+  radius = 2 + 2 * res_blocks
+  assert max(np.abs(rows - 7).max(), np.abs(cols - 7).max()) == radius
 
 
 def test_coupling_masks_pass_half_through():

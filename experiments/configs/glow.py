@@ -43,6 +43,7 @@ def get_config(arg: str = "digits", paradigm: str = "glow"):
   m.num_scales = 2          # squeeze + steps (+ split) per scale; H, W divisible by 2**num_scales
   m.steps_per_scale = 4     # K: glow steps [ActNorm, 1x1 conv, coupling] (realnvp: couplings) per scale
   m.hidden = 64             # width of each coupling's conv conditioner
+  m.res_blocks = 0          # residual blocks in each conditioner (RealNVP's ResNet conditioners)
   m.split_prior = "standard"  # factored-out halves ~ N(0, I); "learned": Glow's N(mu(h), sigma(h)^2)
   m.dequantization = "uniform"  # uniform | variational (Flow++'s learned q(u | x), arXiv:1902.00275)
   m.dequantizer_steps = 4       # variational only: checkerboard couplings of q(u | x)

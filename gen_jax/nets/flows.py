@@ -116,14 +116,21 @@ class InvertibleConv1x1(_Bijector):
 
 
 class ConvConditioner(nn.Module):
-  """h -> [B, H, W, out]: conv3x3 - ReLU - conv1x1 - ReLU - conv3x3 (zero-initialised output,
-  so a coupling layer starts as the identity; Glow §3.3 "zero initialisation")."""
+  """h -> [B, H, W, out]: conv3x3 - ReLU - conv1x1 - ReLU - conv3x3 (Glow §3.3), with
+  `res_blocks` residual blocks h + conv3x3(ReLU(conv3x3(ReLU(h)))) after the first conv
+  (RealNVP §3.3 and App. A use such residual conditioners; each block widens the receptive
+  field by 4 pixels). The output conv is zero-initialised, so a coupling layer starts as the
+  identity (Glow's "zero initialisation")."""
   hidden: int
   out: int
+  res_blocks: int = 0
 
   @nn.compact
   def __call__(self, h):
     h = nn.relu(nn.Conv(self.hidden, (3, 3))(h))
+    for _ in range(self.res_blocks):
+      r = nn.Conv(self.hidden, (3, 3))(nn.relu(h))
+      h = h + nn.Conv(self.hidden, (3, 3))(nn.relu(r))
     h = nn.relu(nn.Conv(self.hidden, (1, 1))(h))
     return nn.Conv(self.out, (3, 3), kernel_init=nn.initializers.zeros,
                    bias_init=nn.initializers.zeros)(h)
@@ -184,7 +191,8 @@ class AffineCoupling(_Bijector):
   mask: str
   parity: int = 0
   hidden: int = 64
-  num_layers: int = 2
+  num_layers: int = 2     # MLP conditioner ('alternate'): Dense layers
+  res_blocks: int = 0     # conv conditioner: residual blocks (see ConvConditioner)
 
   @nn.compact
   def __call__(self, x, reverse: bool = False, context=None):
@@ -194,7 +202,7 @@ class AffineCoupling(_Bijector):
       net = MLPConditioner(self.hidden, 2 * c, self.num_layers, name='conditioner')
       h = b * x
     else:
-      net = ConvConditioner(self.hidden, 2 * c, name='conditioner')
+      net = ConvConditioner(self.hidden, 2 * c, self.res_blocks, name='conditioner')
       # The checkerboard mask is fed in as an extra channel so the net knows which pixels are given.
       h = jnp.concatenate([b * x, jnp.broadcast_to(b[..., :1], x.shape[:-1] + (1,))], axis=-1)
     if context is not None:
@@ -382,6 +390,7 @@ class MultiScaleFlow(_Bijector):
   hidden: int = 64
   architecture: str = 'glow'
   split_prior: str = 'standard'
+  res_blocks: int = 0     # residual blocks in each coupling's conditioner
 
   def _steps(self, scale, kind, extra):
     """The bijective layers of one 'steps' stage, in forward order."""
@@ -390,11 +399,13 @@ class MultiScaleFlow(_Bijector):
       for k in range(self.steps_per_scale):
         layers += [ActNorm(name=f's{scale}_k{k}_actnorm'),
                    InvertibleConv1x1(seed=1000 * scale + k, name=f's{scale}_k{k}_conv1x1'),
-                   AffineCoupling('channel', 0, self.hidden, name=f's{scale}_k{k}_coupling')]
+                   AffineCoupling('channel', 0, self.hidden, res_blocks=self.res_blocks,
+                                  name=f's{scale}_k{k}_coupling')]
     else:
       n = self.steps_per_scale + (1 if (kind == 'checkerboard' and extra) else 0)
       for k in range(n):
-        layers.append(AffineCoupling(kind, k % 2, self.hidden, name=f's{scale}_{kind}{k}'))
+        layers.append(AffineCoupling(kind, k % 2, self.hidden, res_blocks=self.res_blocks,
+                                     name=f's{scale}_{kind}{k}'))
     return layers
 
   @nn.compact

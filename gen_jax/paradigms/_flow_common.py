@@ -180,10 +180,15 @@ def multiscale_image_paradigm(model_config, info, architecture: str) -> Paradigm
   if model_config.get('split_prior', 'standard') not in flows.SPLIT_PRIORS:
     raise UserError(f"Unknown model.split_prior {model_config.split_prior!r}; use one of "
                     f"{flows.SPLIT_PRIORS} ('learned': Glow's conditional prior of each factored-out half).")
+  res_blocks = model_config.get('res_blocks', 0)
+  if not isinstance(res_blocks, int) or res_blocks < 0:
+    raise UserError(f"model.res_blocks must be an integer >= 0 (residual blocks in each "
+                    f"coupling's conditioner); got {res_blocks!r}.")
   flow = flows.MultiScaleFlow(image_shape=tuple(info.shape), num_scales=model_config.num_scales,
                               steps_per_scale=model_config.steps_per_scale,
                               hidden=model_config.hidden, architecture=architecture,
-                              split_prior=model_config.get('split_prior', 'standard'))
+                              split_prior=model_config.get('split_prior', 'standard'),
+                              res_blocks=res_blocks)
   return image_flow_paradigm(flow, info, model_config)
 
 

@@ -25,7 +25,8 @@ RELAUNCH_FIELDS = ("mesh", "log_every_steps", "eval_every_steps", "checkpoint_ev
 # Fields added to the configs after workdirs were made without them, each with the value that
 # does what the code did before the field existed: a saved config that lacks the field is the
 # same experiment as a new one that holds this value. Add a field here when you add it to a config.
-ADDED_FIELDS = {"model.ddim_spacing": "uniform", "model.split_prior": "standard"}
+ADDED_FIELDS = {"model.ddim_spacing": "uniform", "model.split_prior": "standard",
+                "model.res_blocks": 0}
 
 
 def flat_dict(d, prefix=""):
