@@ -216,7 +216,7 @@ def test_speed_suite_quick(tmp_path):
   assert "GFLOP/s" in text and "tokens/s" in text and "KV-cache" in text and "MFU" in text
 
 
-def test_diffusion_nfe_summary_by_hand():
+def test_diffusion_nfe_summary_by_hand(tmp_path):
   """Per seed: the best FD at NFE <= 35 over the same seed's ancestral FD; then mean, sd."""
   from experiments.benchmarks import diffusion
   fd = 'FD (digits classifier)'
@@ -235,6 +235,18 @@ def test_diffusion_nfe_summary_by_hand():
   for sampler in diffusion.SAMPLERS[1:]:     # NFE 50 (0.5) is not <= 35
     np.testing.assert_allclose(summary[f'ratio_{sampler}_nfe<=35'], [1.1, 1.1])
   assert summary['fd_ancestral_1000'] == [20.0, 10.0]
+  # At NFE 35: FDs (22, 11) over ancestral (20, 10): ratio of means 16.5 / 15 = 1.1; each
+  # mean's relative standard error is (sd / sqrt 2) / mean = 1/3, so se = 1.1 sqrt(2) / 3.
+  for sampler in diffusion.SAMPLERS:
+    np.testing.assert_allclose(summary[f'ratio_of_means_{sampler}_nfe35'], 1.1)
+    np.testing.assert_allclose(summary[f'ratio_of_means_{sampler}_nfe35_se'],
+                               1.1 * math.sqrt(2) / 3)
+  diffusion._write_nfe_results(rows, summary, str(tmp_path))
+  table = (tmp_path / 'table.md').read_text()
+  assert '| ancestral | 1000 | 20.0 | 10.0 | 1.000 |' in table
+  assert f'| {first} | 10 | 18.0 | 30.0 | 1.600 |' in table     # (18 + 30) / 2 / 15
+  assert f'- {first}_nfe35: 1.100 +- 0.519' in table
+  assert len((tmp_path / 'rows.jsonl').read_text().splitlines()) == len(rows)
 
 
 def test_flows_benchmark_budget_and_model_fields(tmp_path):
