@@ -6,6 +6,7 @@ r"""Diffusion family benchmark: training, likelihoods and the NFE -> quality cur
   python -m experiments.benchmarks.diffusion --parts=paradigms --dataset=mnist_idx \
       --steps=1500 --max_eval=256                  # bits/dim on the first 256 test images
   python -m experiments.benchmarks.diffusion --parts=nfe --workdir=/tmp/ddpm --seeds=1,2 --num=2000
+  python -m experiments.benchmarks.diffusion --parts=nfe --workdir=/tmp/ddpm --seeds=5,6 --nfes=35
   python -m experiments.benchmarks.diffusion --parts=paradigms --dataset=mnist_idx \
       --paradigms=edm --budget_minutes=3     # the steps that fit 3 minutes of training here
 
@@ -313,14 +314,14 @@ def _plot(rows, path):
 
 def run(parts=('paradigms', 'nfe'), dataset='digits', paradigms=PARADIGMS, steps=None,
         workdir=None, out='/tmp/gen_jax_diffusion_benchmark', seeds=(0,), max_eval=None,
-        num=1000, budget_minutes=None) -> dict:
+        num=1000, budget_minutes=None, nfes=NFES) -> dict:
   os.makedirs(out, exist_ok=True)
   results = {}
   if 'paradigms' in parts:
     results['paradigms'] = paradigms_part(dataset, paradigms, steps, out, num, max_eval,
                                           budget_minutes)
   if 'nfe' in parts:
-    results['nfe'] = nfe_part(dataset, workdir, steps, out, num, seeds=seeds)
+    results['nfe'] = nfe_part(dataset, workdir, steps, out, num, nfes, seeds)
   return results
 
 
@@ -336,6 +337,8 @@ if __name__ == '__main__':
   parser.add_argument('--seeds', default='0', help='sampling seeds of the nfe part, e.g. 0,1,2')
   parser.add_argument('--max_eval', type=int, default=0,
                       help='test images for the bits/dim of the paradigms part; 0 = all')
+  parser.add_argument('--nfes', default=','.join(map(str, NFES)),
+                      help='nfe part: the few-step budgets, e.g. 35 for more seeds at the target')
   parser.add_argument('--num', type=int, default=1000, help='samples behind each FD')
   parser.add_argument('--budget_minutes', type=float, default=None,
                       help='paradigms part: train each model for the steps that fit this many '
@@ -343,5 +346,6 @@ if __name__ == '__main__':
   args = parser.parse_args()
   res = run(tuple(args.parts.split(',')), args.dataset, tuple(args.paradigms.split(',')),
             args.steps, args.workdir, args.out, tuple(int(s) for s in args.seeds.split(',')),
-            args.max_eval or None, args.num, args.budget_minutes)
+            args.max_eval or None, args.num, args.budget_minutes,
+            tuple(int(n) for n in args.nfes.split(',')))
   print(json.dumps(res, default=str))
