@@ -249,6 +249,12 @@ def test_diffusion_nfe_summary_by_hand(tmp_path):
   assert len((tmp_path / 'rows.jsonl').read_text().splitlines()) == len(rows)
 
 
+def test_diffusion_nfe_part_needs_a_budget_at_the_target(tmp_path):
+  from experiments.benchmarks import diffusion
+  with pytest.raises(ValueError, match="none <= 35"):
+    diffusion.nfe_part(out=str(tmp_path), nfes=(50, 100))
+
+
 def test_flows_benchmark_budget_and_model_fields(tmp_path):
   """--budget_minutes turns the probed seconds per step into the steps trained (and reports
   both); --model overrides config.model fields; the record names the device."""

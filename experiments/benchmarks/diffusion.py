@@ -165,6 +165,9 @@ def edm_denoiser_from_ddpm(model_config, info, params):
 
 def nfe_part(dataset='digits', workdir=None, steps=None, out='/tmp/gen_jax_diffusion_benchmark',
              num=1000, nfes=NFES, seeds=(0,)):
+  if min(nfes) > 35:
+    raise ValueError(f"nfe part: the few-step budgets {tuple(nfes)} hold none <= 35, the "
+                     "target's; add one (e.g. --nfes=35).")
   from gen_jax.paradigms import ddpm
   from gen_jax.samplers import diffusion as samplers
   from gen_jax.train import loop
