@@ -1,6 +1,7 @@
 r"""Evaluates a trained workdir on a held-out split.
 
   python -m experiments.evaluate --workdir=/tmp/vae [--split=test] [--iwae_k=100]
+  python -m experiments.evaluate --workdir=/tmp/ddpm --vlb_num_steps=0   # the full T-term bound
 
 Prints a human-readable line, then (last line) one JSON object with at least
 `bits_per_dim` (null for families without a likelihood), `bound` and `split`
@@ -20,6 +21,8 @@ flags.DEFINE_string("workdir", None, "A trained workdir.")
 flags.DEFINE_string("split", "test", "Split to evaluate.")
 flags.DEFINE_integer("iwae_k", 0, "For bound families with samples (VAE): k of the "
                      "importance-weighted bound; 0 = the config's model.eval_num_samples.")
+flags.DEFINE_integer("vlb_num_steps", -1, "ddpm: terms of the variational bound, 0 = all T "
+                     "(the full bound); -1 = the config's model.vlb_num_steps.")
 flags.DEFINE_integer("max_examples", 0, "Evaluate on the first N examples only (0 = all).")
 flags.DEFINE_integer("num_samples", 0, "Also score this many samples against the split with "
                      "the dataset's feature classifier (FD, precision, recall); the default "
@@ -57,7 +60,8 @@ def sample_scores(workdir: str, split: str, num: int) -> dict:
 def main(argv):
   del argv
   common.maybe_initialize_distributed()
-  result = loop.evaluate_workdir(FLAGS.workdir, FLAGS.split, FLAGS.iwae_k, FLAGS.max_examples)
+  result = loop.evaluate_workdir(FLAGS.workdir, FLAGS.split, FLAGS.iwae_k, FLAGS.max_examples,
+                                vlb_num_steps=FLAGS.vlb_num_steps)
   num = FLAGS.num_samples or (1000 if result["bits_per_dim"] is None else 0)
   if num and image_source(loop.load_config(FLAGS.workdir)).dataset in ("digits", "mnist_idx"):
     result.update(sample_scores(FLAGS.workdir, FLAGS.split, num))

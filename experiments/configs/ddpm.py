@@ -6,7 +6,8 @@ r"""DDPM (Ho et al. 2020, arXiv:2006.11239): eps / x0 / v prediction, linear or 
   python -m experiments.sample --workdir=/tmp/ddpm_c --label=3 --guidance=2 --out=/tmp/three.png
   python -m experiments.sample --workdir=/tmp/ddpm --animate=/tmp/ddpm.gif
   python -m experiments.evaluate --workdir=/tmp/ddpm     # VLB bits/dim (a bound): model.vlb_num_steps
-                                                         # terms (100: an unbiased estimate; 0 = all T)
+                                                         # terms (100: an unbiased estimate)
+  python -m experiments.evaluate --workdir=/tmp/ddpm --vlb_num_steps=0   # all T terms
 
 Args: digits | mnist_idx | eight_gaussians | checkerboard | moons | swiss_roll, and the
 class-conditional digits_cond | mnist_idx_cond (label dropout, classifier-free guidance),

@@ -333,14 +333,19 @@ def load_config(workdir: str):
     return ml_collections.ConfigDict(json.load(f))
 
 
-def restore(workdir: str, step: int | None = None, paradigm=None, mesh: str | None = None):
+def restore(workdir: str, step: int | None = None, paradigm=None, mesh: str | None = None,
+            model_overrides: dict | None = None):
   """(run, state, step) of a trained workdir's newest (or given) intact checkpoint.
 
   `mesh` lays the state out on another mesh than the run's (e.g. a checkpoint
   saved on 8 devices restored on 1); by default the run's mesh, or all local
   devices on the data axis when the run's mesh needs more devices than exist.
+  `model_overrides` replaces config.model fields that do not shape the parameters
+  (e.g. ddpm's vlb_num_steps) in the restored run's paradigm.
   """
   config = load_config(workdir)
+  if model_overrides:
+    config.model.update(model_overrides)
   if mesh is None:
     try:
       shard_lib.parse_mesh(config.mesh, jax.device_count())
@@ -367,9 +372,16 @@ def restore(workdir: str, step: int | None = None, paradigm=None, mesh: str | No
 
 
 def evaluate_workdir(workdir: str, split: str = "test", iwae_k: int = 0,
-                     max_examples: int = 0, paradigm=None) -> dict:
-  """Evaluates a workdir's newest checkpoint; writes and returns the eval.json record."""
-  run, state, step = restore(workdir, paradigm=paradigm)
+                     max_examples: int = 0, paradigm=None, vlb_num_steps: int = -1) -> dict:
+  """Evaluates a workdir's newest checkpoint; writes and returns the eval.json record.
+  vlb_num_steps >= 0 (ddpm): the terms of the variational bound (0 = all T), else the
+  config's."""
+  overrides = {"vlb_num_steps": vlb_num_steps} if vlb_num_steps >= 0 else None
+  saved = load_config(workdir).paradigm
+  if overrides and saved != "ddpm":
+    raise UserError(f"vlb_num_steps is a ddpm setting; {workdir} holds a {saved} run. "
+                    "Drop --vlb_num_steps.")
+  run, state, step = restore(workdir, paradigm=paradigm, model_overrides=overrides)
   if iwae_k:
     ll = functools.partial(run.paradigm.log_likelihood, num_samples=iwae_k)
     run.paradigm = run.paradigm._replace(log_likelihood=ll)
@@ -381,6 +393,8 @@ def evaluate_workdir(workdir: str, split: str = "test", iwae_k: int = 0,
             **result}
   if iwae_k:
     result["iwae_k"] = iwae_k
+  if overrides:
+    result["vlb_num_steps"] = vlb_num_steps
   with open(os.path.join(workdir, "eval.json"), "w") as f:
     json.dump(result, f, indent=2)
   return result
