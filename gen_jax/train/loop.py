@@ -377,8 +377,7 @@ def evaluate_workdir(workdir: str, split: str = "test", iwae_k: int = 0,
   vlb_num_steps >= 0 (ddpm): the terms of the variational bound (0 = all T), else the
   config's."""
   overrides = {"vlb_num_steps": vlb_num_steps} if vlb_num_steps >= 0 else None
-  saved = load_config(workdir).paradigm
-  if overrides and saved != "ddpm":
+  if overrides and (saved := load_config(workdir).paradigm) != "ddpm":
     raise UserError(f"vlb_num_steps is a ddpm setting; {workdir} holds a {saved} run. "
                     "Drop --vlb_num_steps.")
   run, state, step = restore(workdir, paradigm=paradigm, model_overrides=overrides)
