@@ -284,3 +284,48 @@ def test_diffusion_benchmark_scores_the_full_ddpm_bound_once(tmp_path):
   assert r['test_examples'] == ev['num_examples'] == 4 and r['bound']
   np.testing.assert_allclose(r['test_bits_per_dim'], ev['bits_per_dim'], rtol=1e-5)
   assert r['eval_seconds'] > 0
+
+
+def test_flows_temperature_part_by_hand(tmp_path):
+  """The temperature part on a briefly trained realnvp: at T = 0 every sample is the image of
+  z = 0, so its FD is |mu_real - f(x_0)|^2 + tr(Sigma_real) (a zero covariance), computed here
+  from the classifier's features; the confident share of the real-image row matches a softmax
+  by hand; the sweep PNG has one row per temperature, the T = 0 row one repeated image."""
+  from experiments.benchmarks import flows
+  from experiments.benchmarks.common import classifier_and_test_images
+  from experiments.configs import realnvp
+  from experiments.train_classifier import load_split
+  from gen_jax.errors import UserError
+  from gen_jax.eval import features
+  from gen_jax.train import loop
+  config = realnvp.get_config("digits")
+  config.model.update(hidden=8, steps_per_scale=2)
+  config.num_train_steps = config.eval_every_steps = config.sample_every_steps = 3
+  config.checkpoint_every_steps = 3
+  workdir = str(tmp_path / "flow")
+  loop.train(config, workdir, progress=False)
+  out = tmp_path / "sweep"
+  rows = flows.temperature_part(workdir, temperatures=(0.0, 1.0), num=40, out=str(out), columns=5)
+  assert [r["temperature"] for r in rows] == [None, 0.0, 1.0] and rows[0]["source"] == "real train images"
+  net, real = classifier_and_test_images("digits")
+  fd = next(k for k in rows[1] if k.startswith("FD"))
+  run, state, _ = loop.restore(workdir)
+  x0 = np.asarray(run.paradigm.sample(run.sampling_params(state), jax.random.key(7), 1, temperature=0.0))
+  f_real, f0 = net.features(real).astype(np.float64), net.features(x0)[0].astype(np.float64)
+  by_hand = np.sum((f_real.mean(0) - f0) ** 2) + np.trace(np.cov(f_real, rowvar=False))
+  np.testing.assert_allclose(rows[1][fd], by_hand, rtol=1e-4)
+  assert rows[2][fd] != rows[1][fd] and rows[1]["num_fake"] == 40
+  train_images, _, info = load_split("digits", "train")
+  p = np.asarray(jax.nn.softmax(net.logits(features.levels_to_unit(train_images[:40], info.num_levels))))
+  assert rows[0]["confident_share"] == pytest.approx(np.mean(p.max(-1) >= 0.9))
+  assert rows[1]["confident_share"] in (0.0, 1.0)          # one image, labelled 40 times
+  png = np.asarray(Image.open(out / "temperature_sweep.png").convert("L"), np.float64)
+  u = png.shape[1] // (5 * (8 + 1) + 1)         # 5 columns of 8x8 digits, 1-pixel borders, upscaled
+  assert png.shape == ((2 * 9 + 1) * u, (5 * 9 + 1) * u)
+  cell = lambda r, c: png[(1 + 9 * r) * u:(9 + 9 * r) * u, (1 + 9 * c) * u:(9 + 9 * c) * u]
+  assert all(np.array_equal(cell(0, 0), cell(0, c)) for c in range(1, 5))
+  assert not all(np.array_equal(cell(1, 0), cell(1, c)) for c in range(1, 5))
+  assert (out / "temperature.md").read_text().count("\n") == 5
+  assert len((out / "temperature.jsonl").read_text().splitlines()) == 3
+  with pytest.raises(UserError, match="pass its --workdir"):
+    flows.run(parts=("temperature",))

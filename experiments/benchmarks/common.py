@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
+
 
 def timed_train(config, workdir):
   """Trains (or resumes) `config` in `workdir` through the loop; returns (run, state, seconds)."""
@@ -36,3 +38,29 @@ def with_steps(config, steps: int):
     config.checkpoint_every_steps = steps
     config.eval_every_steps = steps
   return config
+
+
+def classifier_and_test_images(dataset: str):
+  """The feature classifier of `dataset` (trained first if none is saved) and its test split
+  as float images in [0, 1]: what generated samples are scored against."""
+  from experiments import train_classifier
+  from gen_jax.eval import features
+  net = train_classifier.load_or_train(dataset)
+  images, _, info = train_classifier.load_split(dataset, "test")
+  return net, features.levels_to_unit(images, info.num_levels)
+
+
+def sample_scorer(dataset: str):
+  """fake images -> FD / precision / recall against `dataset`'s test split."""
+  from gen_jax.eval import features
+  net, real = classifier_and_test_images(dataset)
+  return lambda fake: features.sample_metrics(net, real, np.asarray(fake))
+
+
+def sample_batched(fn, num, batch=500, seed=0):
+  """fn(key, n) -> [n, ...]; draws num samples in batches (bounded memory) from `seed`:
+  batch i uses fold_in(key(seed), i), so the first batch of two calls shares its noise."""
+  import jax
+  out = [np.asarray(fn(jax.random.fold_in(jax.random.key(seed), i), min(batch, num - i * batch)))
+         for i in range((num + batch - 1) // batch)]
+  return np.concatenate(out)[:num]

@@ -38,7 +38,8 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
-from experiments.benchmarks.common import budget_config, device_kind, timed_train as train_or_restore
+from experiments.benchmarks.common import (budget_config, device_kind, sample_batched, sample_scorer,
+                                           timed_train as train_or_restore)
 
 PARADIGMS = ('ddpm', 'score_sde', 'edm', 'flow_matching')
 NFES = (10, 20, 35, 50, 100)
@@ -63,24 +64,8 @@ def _config(paradigm, dataset, steps=None):
   return config
 
 
-def _scorer(dataset):
-  from experiments import train_classifier
-  from gen_jax.eval import features
-  net = train_classifier.load_or_train(dataset)
-  images, _, info = train_classifier.load_split(dataset, 'test')
-  real = features.levels_to_unit(images, info.num_levels)
-  return lambda fake: features.sample_metrics(net, real, np.asarray(fake))
-
-
 def _fd(scores):
   return next(v for k, v in scores.items() if k.startswith('FD'))
-
-
-def _sample_batched(fn, num, batch=500, seed=0):
-  """fn(key, n) -> [n, ...]; draws num samples in batches (bounded memory) from `seed`."""
-  out = [np.asarray(fn(jax.random.fold_in(jax.random.key(seed), i), min(batch, num - i * batch)))
-         for i in range((num + batch - 1) // batch)]
-  return np.concatenate(out)[:num]
 
 
 def _final_eval(workdir, step):
@@ -101,7 +86,7 @@ def paradigms_part(dataset='digits', paradigms=PARADIGMS, steps=None,
                    budget_minutes=None):
   from gen_jax.train import loop
   from gen_jax.utils import images
-  score = _scorer(dataset)
+  score = sample_scorer(dataset)
   results = []
   for name in paradigms:
     config = _config(name, dataset, steps)
@@ -125,7 +110,7 @@ def paradigms_part(dataset='digits', paradigms=PARADIGMS, steps=None,
       seconds -= ev['seconds']
     params = run.sampling_params(state)
     t0 = time.time()
-    fake = _sample_batched(lambda k, n: run.paradigm.sample(params, k, n), num)
+    fake = sample_batched(lambda k, n: run.paradigm.sample(params, k, n), num)
     sample_seconds = time.time() - t0
     grid = os.path.join(out, f'{name}_{dataset}.png')
     images.save_png(images.image_grid(fake[:64]), grid)
@@ -172,7 +157,7 @@ def nfe_part(dataset='digits', workdir=None, steps=None, out='/tmp/gen_jax_diffu
   from gen_jax.samplers import diffusion as samplers
   from gen_jax.train import loop
   from gen_jax.utils import images
-  score = _scorer(dataset)
+  score = sample_scorer(dataset)
   workdir = workdir or os.path.join(out, f'ddpm_{dataset}')
   if os.path.exists(os.path.join(workdir, 'config.json')):   # a trained model (e.g. the
     run, state, _ = loop.restore(workdir)                      # paradigms part's): sample it
@@ -208,7 +193,7 @@ def nfe_part(dataset='digits', workdir=None, steps=None, out='/tmp/gen_jax_diffu
   for seed in seeds:
     for sampler, nfe, fn in samplers_by_nfe:
       t0 = time.time()
-      fake = _sample_batched(fn, num, seed=seed)
+      fake = sample_batched(fn, num, seed=seed)
       seconds = time.time() - t0
       if seed == seeds[0]:
         images.save_png(images.image_grid(fake[:64]),

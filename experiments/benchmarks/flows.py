@@ -8,8 +8,10 @@ dequantization), and flow2d against true entropies.
   python -m experiments.benchmarks.flows --parts=images --datasets=mnist_idx --budget_minutes=3
   python -m experiments.benchmarks.flows --parts=toy --toy_names=eight_gaussians --out=results/flows \
       --json=results/flows/toy_eight_gaussians_fresh.json
+  python -m experiments.benchmarks.flows --parts=temperature --workdir=/tmp/realnvp_mnist \
+      --temperatures=1.0,0.8,0.7,0.6,0.5 --num=1000 --out=/tmp/realnvp_mnist/temperature
 
-Parts (each returns a list of dicts, one a trained model; `run()` returns them all):
+Parts (each returns a list of dicts, one a trained model, or one a temperature; `run()` returns them all):
 * images: `experiments/configs/<paradigm>.py:<dataset>` trained through the loop
   (`gen_jax.train.loop.train`) once per `--dequantization` entry (same steps, same seed), then
   the test-split bits/dim (a bound on the discrete levels: uniform dequantization, or Flow++'s
@@ -31,6 +33,11 @@ Parts (each returns a list of dicts, one a trained model; `run()` returns them a
   same flow measured 0.0456 +- 0.0013 (eight_gaussians) and 0.178 +- 0.002 (checkerboard, whose
   sharp square edges an affine-coupling flow can only blur), the rest being the flow's
   approximation error. The earlier standard error (0.007) was the entropy's, not the gap's.
+* temperature (not in the default parts): the samples of a trained image flow (`--workdir`) at
+  each of `--temperatures`, scored with the dataset's feature classifier (FD, precision,
+  recall, and the share it labels with probability >= 0.9, beside the same scores of real
+  train images), written as `temperature.{jsonl,md}` and `temperature_sweep.png` (one row a
+  temperature, the same latents in every row). See `temperature_part`.
 Times are wall-clock on whatever machine runs it (state it with the numbers).
 """
 from __future__ import annotations
@@ -45,7 +52,9 @@ import time
 
 import jax
 import numpy as np
-from experiments.benchmarks.common import budget_config, device_kind, timed_train as train, with_steps
+from experiments.benchmarks.common import (budget_config, classifier_and_test_images, device_kind,
+                                           sample_batched, timed_train as train, with_steps)
+from gen_jax.errors import UserError
 
 PARADIGMS = ("glow", "realnvp")
 
@@ -102,6 +111,64 @@ def images_part(paradigms=PARADIGMS, datasets=("digits",), steps=None,
                         **grids})
         print(json.dumps(results[-1]), flush=True)
   return results
+
+
+def temperature_part(workdir, temperatures=(1.0, 0.9, 0.8, 0.7, 0.6, 0.5), num=1000, seed=0,
+                     out="/tmp/gen_jax_flows_benchmark", columns=16):
+  """Scores the samples of a trained image flow at each temperature T (z = T * eps).
+
+  For each T: FD / precision / recall of `num` samples against the test split on the
+  dataset's feature classifier, and the share of samples it labels with probability
+  >= 0.9 (`features.confident_share`). A reference row scores `num` real train images the
+  same way. Every T draws the same eps (same seed), so `<out>/temperature_sweep.png`
+  shows the first `columns` latents, one row per temperature, from top to bottom.
+  """
+  from gen_jax.eval import features
+  from gen_jax.train import loop
+  from gen_jax.utils import images as images_lib
+  from experiments.train_classifier import load_split
+  run, state, step = loop.restore(workdir)
+  if run.info.kind != "image" or run.config.paradigm not in PARADIGMS:
+    raise UserError(f"{workdir} holds a {run.config.paradigm} run on {run.config.dataset}; "
+                     f"the temperature part scores an image flow ({', '.join(PARADIGMS)}).")
+  net, real = classifier_and_test_images(run.config.dataset)
+  params = run.sampling_params(state)
+  base = {"part": "temperature", "paradigm": run.config.paradigm, "dataset": run.config.dataset,
+          "workdir": workdir, "step": int(step), "num": num, "seed": seed}
+  train_images, _, info = load_split(run.config.dataset, "train")
+  reference = features.levels_to_unit(train_images[:num], info.num_levels)
+  rows = [{**base, "temperature": None, "source": "real train images",
+           **features.sample_metrics(net, real, reference),
+           "confident_share": features.confident_share(net, reference)}]
+  sweep = []
+  for temperature in temperatures:
+    fake = sample_batched(lambda k, n: run.paradigm.sample(params, k, n, temperature=temperature),
+                          num, seed=seed)
+    sweep.append(fake[:columns])
+    rows.append({**base, "temperature": temperature, "source": "samples",
+                 **features.sample_metrics(net, real, fake),
+                 "confident_share": features.confident_share(net, fake)})
+    print(json.dumps(rows[-1]), flush=True)
+  os.makedirs(out, exist_ok=True)
+  path = os.path.join(out, "temperature_sweep.png")
+  images_lib.save_png(images_lib.image_grid(np.concatenate(sweep), ncols=columns), path)
+  with open(os.path.join(out, "temperature.jsonl"), "w") as f:
+    f.writelines(json.dumps(r) + "\n" for r in rows)
+  with open(os.path.join(out, "temperature.md"), "w") as f:
+    f.write(temperature_table(rows))
+  return rows
+
+
+def temperature_table(rows) -> str:
+  """Markdown: one line per temperature (and the real-image reference)."""
+  fd = next(k for k in rows[0] if k.startswith("FD"))
+  lines = [f"| temperature | {fd} | precision | recall | share labelled with p >= 0.9 |",
+           "| --- | --- | --- | --- | --- |"]
+  for r in rows:
+    name = r["source"] if r["temperature"] is None else f"{r['temperature']:g}"
+    lines.append(f"| {name} | {r[fd]:.1f} | {r['precision']:.3f} | {r['recall']:.3f} | "
+                 f"{r['confident_share']:.3f} |")
+  return "\n".join(lines) + "\n"
 
 
 def toy_gap(paradigm, params, name, x):
@@ -181,8 +248,13 @@ def toy_part(names=("eight_gaussians", "checkerboard"), steps=20_000,
 def run(parts=("images", "toy"), datasets=("digits",), paradigms=PARADIGMS, steps=None,
         toy_steps=20_000, out="/tmp/gen_jax_flows_benchmark", dequantizations=("uniform",),
         toy_names=("eight_gaussians", "checkerboard"), toy_data="fresh", budget_minutes=None,
-        model_fields=None) -> dict:
+        model_fields=None, workdir=None, temperatures=(1.0, 0.9, 0.8, 0.7, 0.6, 0.5), num=1000,
+        seed=0) -> dict:
   results = []
+  if "temperature" in parts:
+    if not workdir:
+      raise UserError("--parts=temperature scores a trained flow: pass its --workdir.")
+    results += temperature_part(workdir, temperatures, num, seed, out)
   if "images" in parts:
     results += images_part(paradigms, datasets, steps, out, dequantizations, budget_minutes,
                            model_fields)
@@ -210,13 +282,19 @@ def main():
                            "here (a probe times the train step); overrides --steps")
   parser.add_argument("--model", default="",
                       help="images part: config.model fields to override, e.g. hidden=256,steps_per_scale=8")
+  parser.add_argument("--workdir", default="", help="temperature part: a trained realnvp / glow workdir")
+  parser.add_argument("--temperatures", default="1.0,0.9,0.8,0.7,0.6,0.5",
+                      help="temperature part: comma-separated sampling temperatures")
+  parser.add_argument("--num", type=int, default=1000, help="temperature part: samples per temperature")
+  parser.add_argument("--seed", type=int, default=0, help="temperature part: sampling seed")
   args = parser.parse_args()
   model_fields = {k: ast.literal_eval(v) for k, v in
                   (item.split("=", 1) for item in args.model.split(",") if item)}
   result = run(tuple(args.parts.split(",")), tuple(args.datasets.split(",")),
                tuple(args.paradigms.split(",")), args.steps or None, args.toy_steps, args.out,
                tuple(args.dequantization.split(",")), tuple(args.toy_names.split(",")),
-               args.toy_data, args.budget_minutes, model_fields)
+               args.toy_data, args.budget_minutes, model_fields, args.workdir,
+               tuple(float(t) for t in args.temperatures.split(",")), args.num, args.seed)
   if args.json:
     with open(args.json, "w") as f:
       json.dump(result, f, indent=1)

@@ -149,6 +149,16 @@ def load_classifier(workdir: str) -> FeatureNet:
   return from_params(module, params, meta)
 
 
+def confident_share(net: FeatureNet, images, threshold: float = 0.9) -> float:
+  """The share of `images` that the classifier labels with probability >= `threshold`
+  (max softmax): how many samples it reads as one clear class. Compare with the same
+  share on real images, since the classifier is not sure of every real image either."""
+  logits = net.logits(images).astype(np.float64)
+  log_p = logits - logits.max(-1, keepdims=True)
+  log_p = log_p - np.log(np.exp(log_p).sum(-1, keepdims=True))
+  return float(np.mean(log_p.max(-1) >= np.log(threshold)))
+
+
 def sample_metrics(net: FeatureNet, real_images, fake_images, k: int = 3) -> dict:
   """{"FD (<dataset> classifier)", "precision", "recall"} of fake vs real images in [0, 1].
 
