@@ -21,11 +21,12 @@ are a bound: the exact density of uniformly dequantized data, or with
 model.dequantization=variational Flow++'s E_q[log p(x + u) - log q(u | x)] (arXiv:1902.00275).
 Measured here (2 shared CPU cores, load average 25-30; test split, one dequantization draw):
   glow.py:digits       3000 steps  2.35 bits/dim uniform, 2.29 variational  (12.5 min wall each)
-  glow.py:mnist_idx    1000 steps  1.87 bits/dim (logit, K = 6; 43 min wall, 2.4 CPU-min user);
-                       samples are not digits: white blobs on black (T = 1), nearly empty at T = 0.7
+  glow.py:mnist_idx    5000 steps  1.47 bits/dim (K = 12; 27 min wall, load ~4); samples are digits
+                       (K = 6, the earlier default: 1.87 at 1000 steps, near-empty frames with fragments)
   realnvp.py:digits    3000 steps  2.21 bits/dim  (4.5 min wall)
-  realnvp.py:mnist_idx 1000 steps  1.73 bits/dim (logit; 4.8 min wall, idle machine); samples are
-                       strokes and blobs, not digits
+  realnvp.py:mnist_idx 13000 steps 1.37 bits/dim (3 scales; 85 min wall, partly shared); digits
+                       from 2000 steps (1.61). With 2 scales, the earlier default: 1.73 at 1000
+                       steps, and strokes rather than digits even at 1.38 (17,800 H100 steps)
   Before the logit transform (K = 4, 1500 steps): glow.py:mnist_idx 3.49, realnvp.py:mnist_idx 2.51.
 Reference scale: RealNVP 1.06 / Glow 1.05 bits/dim on full MNIST (60k images, long GPU runs).
 Benchmark: python -m experiments.benchmarks.flows --parts=images --datasets=digits,mnist_idx
