@@ -144,11 +144,13 @@ def probe_step(config, paradigm=None, steps: int = 3) -> dict:
   (after compilation) and the compiled step's flops (XLA cost analysis,
   `gen_jax.train.dry_run.compiled_flops`; None where XLA reports none)."""
   from gen_jax import data as data_lib
-  from gen_jax.train import dry_run, loop
-  run = loop.build(config, paradigm=paradigm)
+  from gen_jax import workdir as workdir_lib
+  from gen_jax.train import build as build_lib
+  from gen_jax.train import loop, dry_run
+  run = workdir_lib.build(config, paradigm=paradigm)
   it = data_lib.train_iterator(config.dataset, batch_size=config.batch_size, seed=config.seed,
-                               **loop.data_kwargs(config))
-  state = run.init_state(run.put_batch(loop.example_batch(run.info, config.batch_size)))
+                               **workdir_lib.data_kwargs(config))
+  state = run.init_state(run.put_batch(build_lib.example_batch(run.info, config.batch_size)))
   key = run.keys["train"]
   batch = run.put_batch(next(it))
   step_fn = loop.jit_train_step(run).lower(state, batch, key).compile()
@@ -180,17 +182,17 @@ def _without_likelihood(config):
   end-of-training evaluation (the benchmark evaluates once, afterwards)."""
   from gen_jax import data as data_lib
   from gen_jax.paradigms import load_paradigm
-  from gen_jax.train import loop
-  info = data_lib.get_info(config.dataset, **loop.data_kwargs(config))
+  from gen_jax import workdir as workdir_lib
+  info = data_lib.get_info(config.dataset, **workdir_lib.data_kwargs(config))
   return load_paradigm(config, info)._replace(log_likelihood=None)
 
 
 def train_within_budget(name, config, workdir, budget_minutes, max_steps=0, log=print) -> dict:
   """Trains (or resumes) one paradigm in `workdir`; returns its training record."""
-  from gen_jax.train import loop
+  from gen_jax import workdir as workdir_lib
   record_path = os.path.join(workdir, "benchmark_train.json")
   if os.path.exists(os.path.join(workdir, "config.json")):
-    config = loop.load_config(workdir)       # resume with the recorded config
+    config = workdir_lib.load_config(workdir)       # resume with the recorded config
     record = {}
     if os.path.exists(record_path):
       with open(record_path) as f:
@@ -209,7 +211,7 @@ def train_within_budget(name, config, workdir, budget_minutes, max_steps=0, log=
   config.num_samples = min(config.num_samples, 16)   # the loop's own end-of-run grid: keep it cheap
   config.checkpoint_every_steps = min(config.checkpoint_every_steps, steps)
   t0 = time.perf_counter()
-  loop.train(config, workdir, paradigm=_without_likelihood(config), progress=False)
+  workdir_lib.train(config, workdir, paradigm=_without_likelihood(config), progress=False)
   wall = time.perf_counter() - t0
   record["train_wall_s"] = record.get("train_wall_s", 0.0) + wall   # summed over resumes
   record.update(num_train_steps=steps, batch_size=config.batch_size)
@@ -293,8 +295,8 @@ def evaluate_workdir(name, workdir, net, real01, num_samples, seed=0) -> dict:
   Both are cached in the workdir (benchmark_eval.json, benchmark_samples.npy) and
   reused while the checkpoint step, number of samples and seed are unchanged.
   """
-  from gen_jax.train import loop
-  config = loop.load_config(workdir)
+  from gen_jax import workdir as workdir_lib
+  config = workdir_lib.load_config(workdir)
   key = {"num_samples": num_samples, "seed": seed, "step": config.num_train_steps}
   eval_path, grid_path = os.path.join(workdir, EVAL_FILE), os.path.join(workdir, GRID_FILE)
   if os.path.exists(eval_path) and os.path.exists(grid_path):
@@ -313,10 +315,11 @@ def evaluate_workdir(name, workdir, net, real01, num_samples, seed=0) -> dict:
 
 def _evaluate(name, workdir, net, real01, num_samples, seed):
   from gen_jax.eval import features
-  from gen_jax.train import loop
-  run, state, step = loop.restore(workdir)
+  from gen_jax import workdir as workdir_lib
+  from gen_jax.eval import likelihood as likelihood_lib
+  run, state, step = workdir_lib.restore(workdir)
   row = {"paradigm": name, "module": run.config.paradigm, "step": int(step)}
-  result = loop.evaluate(run, state, split="test")
+  result = likelihood_lib.evaluate(run, state, split="test")
   if result is None:
     row.update(bits_per_dim=None, bound=None)
   else:
@@ -512,8 +515,8 @@ def speed_suite(quick=False, out="results/speed", nfe_workdir=None, log=print,
                                               only=("vae", "gan") if quick else None, log=log)
   if nfe_workdir and not quick:
     from experiments.benchmarks import diffusion
-    from gen_jax.train import loop
-    cfg = loop.load_config(nfe_workdir)
+    from gen_jax import workdir as workdir_lib
+    cfg = workdir_lib.load_config(nfe_workdir)
     res["nfe_vs_quality"] = diffusion.nfe_part(cfg.dataset, nfe_workdir, cfg.num_train_steps,
                                                out=os.path.join(out, "nfe"))["summary"]
   os.makedirs(out, exist_ok=True)

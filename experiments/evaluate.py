@@ -15,7 +15,7 @@ import os
 from absl import app, flags
 
 from experiments import common
-from gen_jax.train import loop
+from gen_jax import workdir as workdir_lib
 
 flags.DEFINE_string("workdir", None, "A trained workdir.")
 flags.DEFINE_string("split", "test", "Split to evaluate.")
@@ -37,7 +37,7 @@ def image_source(cfg):
   stage-1 dataset, so FD / precision / recall compare against those.
   """
   if cfg.get("stage1") is not None and cfg.stage1.get("workdir"):
-    return image_source(loop.load_config(cfg.stage1.workdir))
+    return image_source(workdir_lib.load_config(cfg.stage1.workdir))
   return cfg
 
 
@@ -47,7 +47,7 @@ def sample_scores(workdir: str, split: str, num: int) -> dict:
   import numpy as np
   from experiments.train_classifier import load_or_train, load_split
   from gen_jax.eval.features import levels_to_unit, sample_metrics
-  run, state, _ = loop.restore(workdir)
+  run, state, _ = workdir_lib.restore(workdir)
   cfg = image_source(run.config)
   real, _, info = load_split(cfg.dataset, split, cfg.data_dir, cfg.manual_dir)
   net = load_or_train(cfg.dataset, data_dir=cfg.data_dir, manual_dir=cfg.manual_dir)
@@ -60,10 +60,10 @@ def sample_scores(workdir: str, split: str, num: int) -> dict:
 def main(argv):
   del argv
   common.maybe_initialize_distributed()
-  result = loop.evaluate_workdir(FLAGS.workdir, FLAGS.split, FLAGS.iwae_k, FLAGS.max_examples,
-                                vlb_num_steps=FLAGS.vlb_num_steps)
+  result = workdir_lib.evaluate(FLAGS.workdir, FLAGS.split, FLAGS.iwae_k, FLAGS.max_examples,
+                                 vlb_num_steps=FLAGS.vlb_num_steps)
   num = FLAGS.num_samples or (1000 if result["bits_per_dim"] is None else 0)
-  if num and image_source(loop.load_config(FLAGS.workdir)).dataset in ("digits", "mnist_idx"):
+  if num and image_source(workdir_lib.load_config(FLAGS.workdir)).dataset in ("digits", "mnist_idx"):
     result.update(sample_scores(FLAGS.workdir, FLAGS.split, num))
     with open(os.path.join(FLAGS.workdir, "eval.json"), "w") as f:
       json.dump(result, f, indent=2)

@@ -105,11 +105,11 @@ def parse_budgets(spec: str, default: float) -> dict:
 
 def trained_run(name, config, workdir_root, dataset, budget_minutes, max_steps, trained, log):
   """(run, state, step, workdir) of `name` trained (or reused) in its benchmark workdir."""
-  from gen_jax.train import loop
+  from gen_jax import workdir as workdir_lib
   workdir = os.path.join(workdir_root, dataset, name + benchmark.workdir_suffix(budget_minutes, max_steps))
   benchmark.with_stage1(config, workdir_root, budget_minutes, max_steps, log=log, trained=trained)
   benchmark.train_once(name, config, workdir, budget_minutes, max_steps, log=log, trained=trained)
-  return (*loop.restore(workdir), workdir)
+  return (*workdir_lib.restore(workdir), workdir)
 
 
 def image_gallery(dataset, out, workdir_root, budgets, max_steps=0, only=None, seed=0,

@@ -26,7 +26,7 @@ from absl import app, flags
 
 from experiments import common
 from gen_jax.errors import UserError
-from gen_jax.train import loop
+from gen_jax import workdir as workdir_lib
 from gen_jax.utils import images
 
 flags.DEFINE_string("workdir", None, "A trained workdir.")
@@ -114,7 +114,7 @@ def per_class(run, params, rng, options, out):
 
 def main(argv):
   del argv
-  run, state, step = loop.restore(FLAGS.workdir)
+  run, state, step = workdir_lib.restore(FLAGS.workdir)
   params = run.sampling_params(state)
   rng = jax.random.key(FLAGS.seed)
   options = sample_options()

@@ -23,7 +23,7 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from experiments import common
-from gen_jax.train import loop
+from gen_jax import workdir as workdir_lib
 from gen_jax.train.metrics import read_metrics
 
 config_flags.DEFINE_config_file("config", None, "Config file, e.g. experiments/configs/vae.py:digits.",
@@ -42,7 +42,7 @@ def dry_run(config) -> None:
                              f" --xla_force_host_platform_device_count={FLAGS.dry_run_devices}")
   jax.config.update("jax_platforms", "cpu")
   from gen_jax.train.dry_run import plan
-  report = plan(config, compile_step=FLAGS.dry_run_compile)
+  report = plan(config, compile_step=FLAGS.dry_run_compile, stage1=workdir_lib.stage1_of(config))
   gib = lambda b: f"{b / 2 ** 30:.3f} GiB"
   print(f"{report['paradigm']} on {report['dataset']}: {report['parameters']:,} parameters, "
         f"mesh {report['mesh']} ({report['devices']} devices)")
@@ -61,7 +61,7 @@ def main(argv):
   if FLAGS.dry_run:
     return dry_run(config)
   common.maybe_initialize_distributed()
-  state = loop.train(config, FLAGS.workdir)
+  state = workdir_lib.train(config, FLAGS.workdir)
   step = int(jax.device_get(state.step))
   if step < config.num_train_steps:
     print(f"Stopped at step {step} (SIGTERM); relaunch the same command to resume.")

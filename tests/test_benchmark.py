@@ -26,7 +26,7 @@ from PIL import Image
 from experiments import benchmark
 from experiments.configs.common import base_config
 from gen_jax.paradigms.base import Paradigm
-from gen_jax.train.stages import stage1_config
+from experiments.configs.common import stage1_config
 
 # config.paradigm must be a dotted path to leave gen_jax.paradigms: pytest may import this file
 # as the top-level `test_benchmark`, so it is also registered as `tests.test_benchmark`.
@@ -274,13 +274,14 @@ def test_diffusion_benchmark_scores_the_full_ddpm_bound_once(tmp_path):
   model with all T terms gives the same bits/dim."""
   from experiments.benchmarks import diffusion
   from gen_jax.paradigms import ddpm
-  from gen_jax.train import loop
+  from gen_jax import workdir as workdir_lib
+  from gen_jax.eval import likelihood as likelihood_lib
   [r] = diffusion.paradigms_part('digits', ('ddpm',), steps=3, out=str(tmp_path), num=8, max_eval=4)
-  run, state, step = loop.restore(str(tmp_path / 'ddpm_digits'))
+  run, state, step = workdir_lib.restore(str(tmp_path / 'ddpm_digits'))
   assert step == r['steps'] == 3 and run.config.model.vlb_num_steps == 0
   model = run.config.model.copy_and_resolve_references()
   run.paradigm = ddpm.make(model, run.info)
-  ev = loop.evaluate(run, state, 'test', max_examples=4)
+  ev = likelihood_lib.evaluate(run, state, 'test', max_examples=4)
   assert r['test_examples'] == ev['num_examples'] == 4 and r['bound']
   np.testing.assert_allclose(r['test_bits_per_dim'], ev['bits_per_dim'], rtol=1e-5)
   assert r['eval_seconds'] > 0
@@ -297,19 +298,19 @@ def test_flows_temperature_part_by_hand(tmp_path):
   from experiments.train_classifier import load_split
   from gen_jax.errors import UserError
   from gen_jax.eval import features
-  from gen_jax.train import loop
+  from gen_jax import workdir as workdir_lib
   config = realnvp.get_config("digits")
   config.model.update(hidden=8, steps_per_scale=2)
   config.num_train_steps = config.eval_every_steps = config.sample_every_steps = 3
   config.checkpoint_every_steps = 3
   workdir = str(tmp_path / "flow")
-  loop.train(config, workdir, progress=False)
+  workdir_lib.train(config, workdir, progress=False)
   out = tmp_path / "sweep"
   rows = flows.temperature_part(workdir, temperatures=(0.0, 1.0), num=40, out=str(out), columns=5)
   assert [r["temperature"] for r in rows] == [None, 0.0, 1.0] and rows[0]["source"] == "real train images"
   net, real = classifier_and_test_images("digits")
   fd = next(k for k in rows[1] if k.startswith("FD"))
-  run, state, _ = loop.restore(workdir)
+  run, state, _ = workdir_lib.restore(workdir)
   x0 = np.asarray(run.paradigm.sample(run.sampling_params(state), jax.random.key(7), 1, temperature=0.0))
   f_real, f0 = net.features(real).astype(np.float64), net.features(x0)[0].astype(np.float64)
   by_hand = np.sum((f_real.mean(0) - f0) ** 2) + np.trace(np.cov(f_real, rowvar=False))

@@ -71,7 +71,7 @@ def test_a_custom_pair_trains_in_the_loop(tmp_path):
   """RaSGAN (Jolicoeur-Martineau 2018) bound outside the library, 4 steps of the loop."""
   from experiments.configs import gan as gan_config
   from gen_jax import data as data_lib
-  from gen_jax.train import loop
+  from gen_jax import workdir as workdir_lib
   from gen_jax.train.metrics import read_metrics
 
   def ra_d(real, fake):
@@ -89,7 +89,7 @@ def test_a_custom_pair_trains_in_the_loop(tmp_path):
   info = data_lib.get_info(config.dataset)
   paradigm = gan.make(config.model, info,
                       adversarial_loss=adv.AdversarialLoss(ra_d, ra_g, g_sees_real=True))
-  loop.train(config, str(tmp_path), paradigm=paradigm, progress=False)
+  workdir_lib.train(config, str(tmp_path), paradigm=paradigm, progress=False)
   records = [r for r in read_metrics(str(tmp_path)) if 'loss' in r]
   assert [r['step'] for r in records] == [2, 4]
   # At the start D is nearly indifferent, so both RaSGAN losses are near 2 log 2.

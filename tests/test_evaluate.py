@@ -34,7 +34,7 @@ def test_evaluate_scores_the_ddpm_bound_with_the_terms_asked_for(tmp_path):
   import pytest
   from experiments.configs.ddpm import get_config as ddpm_config
   from gen_jax.errors import UserError
-  from gen_jax.train import loop
+  from gen_jax import workdir as workdir_lib
   from tests.train.conftest import tiny_vae_config
   config = ddpm_config("digits")
   config.model.update(dict(num_diffusion_steps=8, schedule="cosine", vlb_num_steps=2, channels=8,
@@ -43,14 +43,14 @@ def test_evaluate_scores_the_ddpm_bound_with_the_terms_asked_for(tmp_path):
                      checkpoint_every_steps=2, num_samples=4, eval_max_examples=16))
   config.optimizer.warmup_steps = 1
   workdir = str(tmp_path / "ddpm")
-  loop.train(config, workdir, progress=False)
-  bpd = {k: loop.evaluate_workdir(workdir, max_examples=16, vlb_num_steps=k)["bits_per_dim"]
+  workdir_lib.train(config, workdir, progress=False)
+  bpd = {k: workdir_lib.evaluate(workdir, max_examples=16, vlb_num_steps=k)["bits_per_dim"]
          for k in (-1, 0, 7)}
   np.testing.assert_allclose(bpd[7], bpd[0], rtol=1e-6)
   assert abs(bpd[-1] - bpd[0]) > 1e-4
   saved = json.loads((tmp_path / "ddpm" / "eval.json").read_text())
   assert saved["vlb_num_steps"] == 7
   vae_dir = str(tmp_path / "vae")
-  loop.train(tiny_vae_config(num_train_steps=2), vae_dir, progress=False)
+  workdir_lib.train(tiny_vae_config(num_train_steps=2), vae_dir, progress=False)
   with pytest.raises(UserError, match="vlb_num_steps is a ddpm setting"):
-    loop.evaluate_workdir(vae_dir, vlb_num_steps=0)
+    workdir_lib.evaluate(vae_dir, vlb_num_steps=0)

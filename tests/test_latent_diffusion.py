@@ -28,7 +28,7 @@ from gen_jax.errors import UserError
 from gen_jax.paradigms import _diffusion_common as common
 from gen_jax.paradigms import edm
 from gen_jax.paradigms.vae import VAENet
-from gen_jax.train import loop
+from gen_jax import workdir as workdir_lib
 
 LATENT_DIM, LEVELS = 3, 17
 
@@ -50,14 +50,14 @@ def runs(tmp_path_factory):
   vae = with_steps(vae_config.get_config('digits'), 30)
   vae.model.channels, vae.model.latent_dim, vae.batch_size = (8,), LATENT_DIM, 32
   vae_dir, ld_dir = str(root / 'vae'), str(root / 'ld')
-  loop.train(vae, vae_dir, progress=False)
+  workdir_lib.train(vae, vae_dir, progress=False)
   config = _stage2_config(vae_dir)
-  loop.train(config, ld_dir, progress=False)
+  workdir_lib.train(config, ld_dir, progress=False)
   return vae_dir, ld_dir, config
 
 
 def _vae_net_and_params(vae_dir):
-  run, state, _ = loop.restore(vae_dir)
+  run, state, _ = workdir_lib.restore(vae_dir)
   net = VAENet(image_shape=(8, 8, 1), latent_dim=LATENT_DIM, out_channels=LEVELS,
                channels=(8,))
   return net, run.sampling_params(state)
@@ -74,7 +74,7 @@ def test_trains_and_samples_images_in_unit_range(runs):
   losses = [json.loads(l)['loss'] for l in open(os.path.join(ld_dir, 'metrics.jsonl'))
             if '"loss"' in l]
   assert losses and np.all(np.isfinite(losses))
-  run, state, step = loop.restore(ld_dir)
+  run, state, step = workdir_lib.restore(ld_dir)
   assert step == 4 and run.info.kind == 'latents'
   x = np.asarray(run.paradigm.sample(run.sampling_params(state), jax.random.key(0), 5))
   assert x.shape == (5, 8, 8, 1) and x.dtype == np.float32
@@ -86,7 +86,7 @@ def test_trains_and_samples_images_in_unit_range(runs):
 def test_latents_are_posterior_means_standardised_by_train_statistics(runs):
   vae_dir, ld_dir, config = runs
   net, params = _vae_net_and_params(vae_dir)
-  kw = loop.data_kwargs(config)
+  kw = workdir_lib.data_kwargs(config)
   served = data_lib.split_arrays('encoded', 'train', data_dir=kw['data_dir'],
                                  manual_dir=kw['manual_dir'], stage1=kw['stage1'])
   digits = data_lib.split_arrays('digits', 'train')
@@ -98,7 +98,7 @@ def test_latents_are_posterior_means_standardised_by_train_statistics(runs):
   np.testing.assert_allclose(np.reshape(info.latent_std, -1), mu.std(0), rtol=1e-5)
 
   # The loss is EDM's loss on u = (mu(x) - m) / s, for the same key.
-  run, state, _ = loop.restore(ld_dir)
+  run, state, _ = workdir_lib.restore(ld_dir)
   points = DatasetInfo(name='u', kind='points', shape=(LATENT_DIM,))
   reference = common.make_paradigm(edm.make_spec(config.model, points), config.model, points, 'edm')
   batch = next(data_lib.train_iterator('encoded', batch_size=16, seed=3, **kw))
@@ -114,7 +114,7 @@ def test_samples_undo_the_standardisation_exactly(runs):
   net, vae_params = _vae_net_and_params(vae_dir)
   digits = data_lib.split_arrays('digits', 'train')
   mu = _posterior_mean(net, vae_params, digits['image'])
-  run, state, _ = loop.restore(ld_dir)
+  run, state, _ = workdir_lib.restore(ld_dir)
   params = run.sampling_params(state)
   points = DatasetInfo(name='u', kind='points', shape=(LATENT_DIM,))
   reference = common.make_paradigm(edm.make_spec(config.model, points), config.model, points, 'edm')
@@ -136,7 +136,7 @@ def test_a_mismatched_stage1_is_refused(runs, tmp_path):
   config = _stage2_config(vae_dir)
   config.stage1.model.latent_dim = LATENT_DIM + 2
   with pytest.raises(UserError, match='latent_dim'):
-    loop.train(config, str(tmp_path / 'ld'), progress=False)
+    workdir_lib.train(config, str(tmp_path / 'ld'), progress=False)
   config = _stage2_config(vae_dir, paradigm='vqvae')
   with pytest.raises(UserError, match='paradigm'):
-    loop.train(config, str(tmp_path / 'ld2'), progress=False)
+    workdir_lib.train(config, str(tmp_path / 'ld2'), progress=False)

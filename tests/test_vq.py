@@ -16,7 +16,7 @@ from gen_jax.data.info import DatasetInfo
 from gen_jax.losses import vq as vq_lib
 from gen_jax.nets.vq import nearest_code
 from gen_jax.paradigms import vqvae
-from gen_jax.train import loop
+from gen_jax import workdir as workdir_lib
 from gen_jax.train.state import freeze
 
 DIGITS = DatasetInfo(name="digits", kind="image", shape=(8, 8, 1), num_levels=17, num_classes=10)
@@ -144,13 +144,13 @@ def tiny_vqvae_config(**overrides):
 def test_ema_codebook_state_resumes_exactly(tmp_path):
   config = tiny_vqvae_config(ema_decay=0.9)
   full_dir, resumed_dir = str(tmp_path / "full"), str(tmp_path / "resumed")
-  full = loop.train(config, full_dir, progress=False)
+  full = workdir_lib.train(config, full_dir, progress=False)
   # post_update ran: the EMA counts left their initial ones.
   assert not np.allclose(full.params["codebook"]["ema_count"], 1.0)
   # Relaunch from the step-2 checkpoint (the newest one removed): steps 3-4 again.
   shutil.copytree(full_dir, resumed_dir)
   shutil.rmtree(os.path.join(resumed_dir, "checkpoints", "4"))
-  resumed = loop.train(config, resumed_dir, progress=False)
+  resumed = workdir_lib.train(config, resumed_dir, progress=False)
   for a, b in zip(jax.tree.leaves((full.params, full.ema_params, full.opt_state)),
                   jax.tree.leaves((resumed.params, resumed.ema_params, resumed.opt_state))):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

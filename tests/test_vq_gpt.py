@@ -11,7 +11,8 @@ import pytest
 from experiments.configs import vq_gpt as vq_gpt_config
 from gen_jax import data
 from gen_jax.errors import UserError
-from gen_jax.train import loop
+from gen_jax import workdir as workdir_lib
+from gen_jax.eval import likelihood as likelihood_lib
 from test_two_stage import expect, train_tiny_vqvae
 
 
@@ -34,14 +35,14 @@ def trained(tmp_path_factory):
   root = str(tmp_path_factory.mktemp("vq_gpt"))
   stage1_workdir, data_dir = train_tiny_vqvae(str(tmp_path_factory.getbasetemp() / "tiny_stage1"))
   config = tiny_vq_gpt_config(stage1_workdir, data_dir, class_conditional=True)
-  state = loop.train(config, f"{root}/vq_gpt", progress=False)
+  state = workdir_lib.train(config, f"{root}/vq_gpt", progress=False)
   return config, state, f"{root}/vq_gpt"
 
 
 def test_trains_evaluates_a_bound_and_writes_image_samples(trained):
   config, state, workdir = trained
   assert int(state.step) == 3
-  result = loop.evaluate(loop.build(config), state)
+  result = likelihood_lib.evaluate(workdir_lib.build(config), state)
   assert result["bound"] is True and np.isfinite(result["bits_per_dim"]) and result["bits_per_dim"] > 0
   assert os.path.exists(f"{workdir}/samples/step_3.png")
   # The run recorded its stage 1; a relaunch on a changed stage 1 is refused.
@@ -51,16 +52,16 @@ def test_trains_evaluates_a_bound_and_writes_image_samples(trained):
   with open(f"{workdir}/stage1.json", "w") as f:
     json.dump({**record, "fingerprint": "0" * 64}, f)
   with pytest.raises(UserError, match="Use a new --workdir for a stage 2 on the new stage 1"):
-    loop.train(config, workdir, progress=False)
+    workdir_lib.train(config, workdir, progress=False)
   with pytest.raises(UserError, match="that stage-1 run now holds other params"):
-    loop.restore(workdir)                  # evaluate / sample would score other codes
+    workdir_lib.restore(workdir)                  # evaluate / sample would score other codes
   with open(f"{workdir}/stage1.json", "w") as f:
     json.dump(record, f)
 
 
 def test_samples_are_decoded_images(trained):
   config, state, _ = trained
-  run = loop.build(config)
+  run = workdir_lib.build(config)
   sample = jax.jit(run.paradigm.sample, static_argnums=2)
   x = np.asarray(sample(state.params, jax.random.key(0), 5))
   assert x.shape == (5, 8, 8, 1) and x.dtype == np.float32 and 0 <= x.min() and x.max() <= 1
@@ -73,8 +74,8 @@ def test_samples_are_decoded_images(trained):
 
 def test_log_likelihood_is_the_two_stage_bound(trained):
   config, state, _ = trained
-  run = loop.build(config)
-  batch = next(data.eval_batches("encoded", split="test", batch_size=16, **loop.data_kwargs(run.config)))
+  run = workdir_lib.build(config)
+  batch = next(data.eval_batches("encoded", split="test", batch_size=16, **workdir_lib.data_kwargs(run.config)))
   ll = np.asarray(run.paradigm.log_likelihood(state.params, batch, None))
   # Independently: the stage-1 decoder's log p(x | k) plus sum_i log softmax(logits_i)[k_i],
   # with the logits of the transformer on [start = K + label, k_1 .. k_{n-1}].

@@ -75,14 +75,17 @@ def train(num_iters: int = 2_000, timed_from: int = 10, evaluate: bool = True,
           matmul_gflops: float | None = None, manual_dir: str | None = None) -> dict:
   """Trains the recipe through the loop's jitted step and times each iteration."""
   from gen_jax import data as data_lib
+  from gen_jax import workdir as workdir_lib
+  from gen_jax.eval import likelihood as likelihood_lib
+  from gen_jax.train import build as build_lib
   from gen_jax.train import loop
 
   config = _recipe_config(num_train_steps=num_iters,
                           **({"manual_dir": manual_dir} if manual_dir else {}))
-  run = loop.build(config)
+  run = workdir_lib.build(config)
   it = data_lib.train_iterator(config.dataset, batch_size=config.batch_size, seed=config.seed,
-                               **loop.data_kwargs(config))
-  state = run.init_state(run.put_batch(loop.example_batch(run.info, config.batch_size)))
+                               **workdir_lib.data_kwargs(config))
+  state = run.init_state(run.put_batch(build_lib.example_batch(run.info, config.batch_size)))
   step_fn = loop.jit_train_step(run)
   key = run.keys["train"]
   step_times, data_times, losses = [], [], []
@@ -118,7 +121,7 @@ def train(num_iters: int = 2_000, timed_from: int = 10, evaluate: bool = True,
     out["mfu"] = out["gflop_per_iter"] / (ms / 1e3) / matmul_gflops
   if evaluate:
     t = time.perf_counter()
-    result = loop.evaluate(run, state, split="validation")
+    result = likelihood_lib.evaluate(run, state, split="validation")
     out["val_nats_per_token"] = result["nats_per_token"]
     out["val_windows"] = result["num_examples"]
     out["eval_s"] = time.perf_counter() - t

@@ -159,17 +159,18 @@ def _loadavg():
 
 def evaluate(name: str, workdir: str, iwae_k: int, iwae_batch: int) -> dict:
   """{'nll': nats/image on the test split, 'eval_s'; for the VAE also 'iwae_nll', 'iwae_s'}."""
-  from gen_jax.train import loop
-  run, state, step = loop.restore(workdir)
+  from gen_jax import workdir as workdir_lib
+  from gen_jax.eval import likelihood as likelihood_lib
+  run, state, step = workdir_lib.restore(workdir)
   t = time.perf_counter()
-  result = {"step": int(step), "nll": loop.evaluate(run, state)["nll_nats_per_example"]}
+  result = {"step": int(step), "nll": likelihood_lib.evaluate(run, state)["nll_nats_per_example"]}
   result["eval_s"] = time.perf_counter() - t
   if name == "vae" and iwae_k > 1:
     run.config.eval_batch_size = iwae_batch          # k x batch decodes at once
     ll = functools.partial(run.paradigm.log_likelihood, num_samples=iwae_k)
     run.paradigm = run.paradigm._replace(log_likelihood=ll)
     t = time.perf_counter()
-    result["iwae_nll"] = loop.evaluate(run, state)["nll_nats_per_example"]
+    result["iwae_nll"] = likelihood_lib.evaluate(run, state)["nll_nats_per_example"]
     result["iwae_s"] = time.perf_counter() - t
   result["eval_load_avg"] = _loadavg()
   return result
@@ -191,7 +192,7 @@ def run(models=tuple(MODELS), budget_minutes=6.0, iwae_k=1000, iwae_batch=8, vlb
         log=print) -> list:
   from experiments import benchmark
   from gen_jax import data as data_lib
-  from gen_jax.train import loop
+  from gen_jax import workdir as workdir_lib
   meta = {"date": datetime.date.today().isoformat(), "machine": benchmark.machine(),
           "command": command, "budget_minutes": budget_minutes, "iwae_k": iwae_k,
           "vlb_steps": vlb_steps, "dataset": DATASET}
@@ -199,7 +200,7 @@ def run(models=tuple(MODELS), budget_minutes=6.0, iwae_k=1000, iwae_batch=8, vlb
   for name in models:
     config = binarized_config(name, vlb_steps)
     if "num_test" not in meta:
-      info = data_lib.get_info(DATASET, **loop.data_kwargs(config))
+      info = data_lib.get_info(DATASET, **workdir_lib.data_kwargs(config))
       meta["num_test"] = int(info.num_examples["test"])
     workdir = os.path.join(workdir_root, f"{name}_{budget_minutes:g}min")
     load_before = _loadavg()

@@ -8,11 +8,11 @@ import numpy as np
 
 def timed_train(config, workdir):
   """Trains (or resumes) `config` in `workdir` through the loop; returns (run, state, seconds)."""
-  from gen_jax.train import loop
+  from gen_jax import workdir as workdir_lib
   start = time.perf_counter()
-  loop.train(config, workdir, progress=False)
+  workdir_lib.train(config, workdir, progress=False)
   seconds = time.perf_counter() - start
-  run, state, _ = loop.restore(workdir)
+  run, state, _ = workdir_lib.restore(workdir)
   return run, state, seconds
 
 

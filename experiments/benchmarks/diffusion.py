@@ -84,7 +84,7 @@ def _final_eval(workdir, step):
 def paradigms_part(dataset='digits', paradigms=PARADIGMS, steps=None,
                    out='/tmp/gen_jax_diffusion_benchmark', num=1000, max_eval=None,
                    budget_minutes=None):
-  from gen_jax.train import loop
+  from gen_jax.eval import likelihood as likelihood_lib
   from gen_jax.utils import images
   score = sample_scorer(dataset)
   results = []
@@ -104,7 +104,7 @@ def paradigms_part(dataset='digits', paradigms=PARADIGMS, steps=None,
     ev = _final_eval(workdir, int(state.step))
     if ev is None:       # training was cut short (SIGTERM) before the loop's final eval
       t0 = time.time()
-      ev = loop.evaluate(run, state, 'test', max_examples=max_eval)
+      ev = likelihood_lib.evaluate(run, state, 'test', max_examples=max_eval)
       ev['seconds'] = time.time() - t0
     else:
       seconds -= ev['seconds']
@@ -155,12 +155,12 @@ def nfe_part(dataset='digits', workdir=None, steps=None, out='/tmp/gen_jax_diffu
                      "target's; add one (e.g. --nfes=35).")
   from gen_jax.paradigms import ddpm
   from gen_jax.samplers import diffusion as samplers
-  from gen_jax.train import loop
+  from gen_jax import workdir as workdir_lib
   from gen_jax.utils import images
   score = sample_scorer(dataset)
   workdir = workdir or os.path.join(out, f'ddpm_{dataset}')
   if os.path.exists(os.path.join(workdir, 'config.json')):   # a trained model (e.g. the
-    run, state, _ = loop.restore(workdir)                      # paradigms part's): sample it
+    run, state, _ = workdir_lib.restore(workdir)                      # paradigms part's): sample it
   else:
     run, state, _ = train_or_restore(_config('ddpm', dataset, steps), workdir)
   params = run.sampling_params(state)

@@ -73,7 +73,7 @@ def images_part(paradigms=PARADIGMS, datasets=("digits",), steps=None,
                 model_fields=None):
   import importlib
 
-  from gen_jax.train import loop
+  from gen_jax.eval import likelihood as likelihood_lib
   from gen_jax.utils import images as images_lib
   results = []
   for dataset in datasets:
@@ -90,7 +90,7 @@ def images_part(paradigms=PARADIGMS, datasets=("digits",), steps=None,
         with tempfile.TemporaryDirectory() as workdir:
           run, state, seconds = train(config, workdir)
           t = time.perf_counter()
-          ev = loop.evaluate(run, state, split="test")
+          ev = likelihood_lib.evaluate(run, state, split="test")
           eval_seconds = time.perf_counter() - t
           params = run.sampling_params(state)
           grids = {}
@@ -124,10 +124,10 @@ def temperature_part(workdir, temperatures=(1.0, 0.9, 0.8, 0.7, 0.6, 0.5), num=1
   shows the first `columns` latents, one row per temperature, from top to bottom.
   """
   from gen_jax.eval import features
-  from gen_jax.train import loop
+  from gen_jax import workdir as workdir_lib
   from gen_jax.utils import images as images_lib
   from experiments.train_classifier import load_split
-  run, state, step = loop.restore(workdir)
+  run, state, step = workdir_lib.restore(workdir)
   if run.info.kind != "image" or run.config.paradigm not in PARADIGMS:
     raise UserError(f"{workdir} holds a {run.config.paradigm} run on {run.config.dataset}; "
                      f"the temperature part scores an image flow ({', '.join(PARADIGMS)}).")
@@ -193,11 +193,12 @@ def train_on_fresh_samples(config, name, seed=0):
   fresh batch of the true distribution every step (no stored split to overfit).
   Returns (run, state, seconds)."""
   from gen_jax.data import toy2d
+  from gen_jax import workdir as workdir_lib
   from gen_jax.train import loop
   rs = np.random.default_rng(seed)
   draw = lambda: {"x": toy2d.sample(name, rs, config.batch_size)}
   start = time.perf_counter()
-  run = loop.build(config)
+  run = workdir_lib.build(config)
   state = run.init_state(run.put_batch(draw()))
   step = loop.jit_train_step(run)
   for _ in range(config.num_train_steps):

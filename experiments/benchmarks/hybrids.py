@@ -61,12 +61,12 @@ def ready_runs(dataset, root, steps=None, names=PRIORS + (TEXT2IMAGE,), given=No
 
   Returns ({name: (run, state, train seconds or None)}, {name: its stage-1 workdir}).
   """
-  from gen_jax.train import loop
+  from gen_jax import workdir as workdir_lib
   given = dict(given or {})
   runs, stage1_dirs, trained = {}, {}, set()
   for name in names:
     if name in given:
-      config, workdir = loop.load_config(given[name]), given[name]
+      config, workdir = workdir_lib.load_config(given[name]), given[name]
     else:
       config, workdir = _config(name, dataset, steps), os.path.join(root, dataset, name)
       stage1, stage1_config = benchmark.find_stage1(config)
@@ -77,7 +77,7 @@ def ready_runs(dataset, root, steps=None, names=PRIORS + (TEXT2IMAGE,), given=No
         trained.add(stage1)
     log(f"[{name}] {'using' if name in given else 'training'} {workdir}")
     if name in given:                                   # read only: nothing written there
-      run, state, _ = loop.restore(workdir)
+      run, state, _ = workdir_lib.restore(workdir)
       runs[name] = (run, state, None)
     else:
       runs[name] = timed_train(config, workdir)
@@ -122,8 +122,8 @@ def tokenizer_scores(stage1, images, train_images, net, real01) -> tuple:
 def prior_scores(run, state, net, real01, num_samples, seed=0) -> tuple:
   """bits/dim (or None), FD / precision / recall, samples/s and NFE; and 64 samples."""
   from gen_jax.eval import features
-  from gen_jax.train import loop
-  result = loop.evaluate(run, state, split="test")
+  from gen_jax.eval import likelihood as likelihood_lib
+  result = likelihood_lib.evaluate(run, state, split="test")
   row = {"bits_per_dim": None if result is None else float(result["bits_per_dim"]),
          "bound": None if result is None else bool(result["bound"]),
          "parameters": int(sum(np.size(p) for p in jax.tree.leaves(state.params)))}
@@ -234,7 +234,7 @@ def run(dataset="digits", steps=None, root="/tmp/gen_jax_hybrids", out=None, num
         per_prompt=20, names=PRIORS + (TEXT2IMAGE,), given=None, command="", log=print) -> dict:
   from experiments import train_classifier
   from gen_jax.eval import features, frechet
-  from gen_jax.train import stages
+  from gen_jax import workdir as workdir_lib
   out = out or os.path.join("results", "hybrids", dataset)
   net = train_classifier.load_or_train(dataset)
   test_levels, _, info = train_classifier.load_split(dataset, "test")
@@ -250,7 +250,7 @@ def run(dataset="digits", steps=None, root="/tmp/gen_jax_hybrids", out=None, num
   # Stage-1 runs, one row per distinct tokenizer (runs with one fingerprint are the same model).
   tokenizer_of, seen = {}, {}
   for name in names:
-    stage1 = stages.load_stage1(stage1_dirs[name])
+    stage1 = workdir_lib.load_stage1(stage1_dirs[name])
     if stage1.fingerprint not in seen:
       label = stage1.config.paradigm
       label = label if label not in result["tokenizers"] else f"{label} ({stage1.workdir})"

@@ -53,3 +53,17 @@ def base_config(paradigm: str, dataset: str) -> ml_collections.ConfigDict:
   config.ema_decay = 0.0              # 0 = no EMA; samples use EMA params when > 0
   config.model = ml_collections.ConfigDict()
   return config
+
+
+def stage1_config(workdir: str, step: int = 0, **expect) -> ml_collections.ConfigDict:
+  """`config.stage1` of a stage-2 config: where its stage-1 run is, and what that run's saved
+  config must hold (`gen_jax.workdir.load_stage1` checks it).
+
+  Args:
+    workdir: the stage-1 run's workdir.
+    step: its checkpoint to use; 0 = the run's final step (`num_train_steps`),
+      which must exist (an unfinished stage 1 is refused).
+    **expect: values the stage-1 saved config must have, nested as in it, e.g.
+      `paradigm="vqvae", dataset="digits", model=dict(num_codes=64)`.
+  """
+  return ml_collections.ConfigDict(dict(workdir=workdir, step=step, **expect))

@@ -20,8 +20,7 @@ images); the VAE's own prior samples score FD 74.0 and its reconstructions of th
 images 37.6 (the floor a prior over these latents can reach). 4,000 steps took 70 s.
 """
 from experiments.configs import vae
-from experiments.configs.common import base_config
-from gen_jax.train.stages import stage1_config
+from experiments.configs.common import base_config, stage1_config
 
 DATASETS = ('digits', 'mnist_idx')
 

@@ -17,8 +17,7 @@ run: --config.stage1.workdir=DIR (and its fields).
 Measured (digits, defaults, on the vqvae.py:digits run above; 2.5 min under load ~28): test bound
 2.52 bits/dim (recon 1.37 + prior 1.15; the uniform code prior gives 2.87).
 """
-from experiments.configs.common import base_config
-from gen_jax.train.stages import stage1_config
+from experiments.configs.common import base_config, stage1_config
 
 # The stage-1 run each dataset arg reads, and the stage-1 fields it must have.
 STAGE1 = {"digits": ("/tmp/gen_jax/vqvae_digits", 64), "mnist_idx": ("/tmp/gen_jax/vqvae_mnist", 128)}

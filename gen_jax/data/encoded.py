@@ -1,7 +1,7 @@
 """The "encoded" dataset: a stage-1 tokenizer's codes (or latents) of its own dataset.
 
 A stage-2 run (`config.dataset = "encoded"`, `config.stage1.workdir = ...`, see
-`gen_jax.train.stages`) reads its data from here. On first use the stage-1
+`gen_jax.workdir`) reads its data from here. On first use the stage-1
 dataset's train and test splits are encoded once, in stored order (with the
 stage-1 preprocessing), by `Stage1.encode`, and stored as the TFDS
 array_record dataset `encoded/<fingerprint>` in data_dir; the fingerprint
@@ -40,16 +40,16 @@ def encoded_config(stage1) -> EncodedConfig:
                                    f"on {stage1.config.dataset} (sha256 {stage1.fingerprint})")
 
 
-def encode_split(stage1, split: str, data_dir: str) -> dict:
-  """The stage-1 dataset's `split`, in stored order, with its encodings: {"codes"|"z", "image", "label"?}."""
+def encode_split(stage1, image_batches) -> dict:
+  """A split of the stage-1 dataset with its encodings: {"codes"|"z", "image", "label"?}.
+
+  `image_batches` are that split's batches in stored order ({"image", "label"?,
+  "mask"}, the last padded and masked), as `gen_jax.data.pipeline.eval_batches` gives.
+  """
   import jax
-  from gen_jax.data import pipeline
-  cfg = stage1.config
   encode = jax.jit(stage1.paradigm.encode)
   parts = []
-  for batch in pipeline.eval_batches(
-      cfg.dataset, split=split, batch_size=ENCODE_BATCH_SIZE, data_dir=cfg.data_dir or data_dir,
-      manual_dir=cfg.manual_dir or None, preprocess=cfg.preprocess, seq_len=cfg.seq_len):
+  for batch in image_batches:
     keep = np.asarray(batch.pop("mask"))
     code = np.asarray(encode(stage1.params, batch["image"]))
     parts.append({"code": code[keep], **{k: np.asarray(v)[keep] for k, v in batch.items()}})
@@ -79,13 +79,15 @@ class Encoded(tfds.core.GeneratorBasedBuilder):
   RELEASE_NOTES = {"1.0.0": "First release.",
                    "1.1.0": "Latents: the train split's latent_mean / latent_std in the metadata."}
 
-  def __init__(self, *, stage1, data_dir: str, **kwargs):
-    self._stage1, self._root = stage1, data_dir
+  def __init__(self, *, stage1, image_batches, data_dir: str, **kwargs):
+    """stage1: the loaded stage-1 run (its `paradigm.encode`, `params`, `fingerprint`,
+    `info`); image_batches: split -> that split's stage-1 image batches in stored order."""
+    self._stage1, self._image_batches = stage1, image_batches
     super().__init__(config=encoded_config(stage1), data_dir=data_dir, **kwargs)
 
   @property
   def stage1(self):
-    """The gen_jax.train.stages.Stage1 whose encodings this builder holds."""
+    """The stage-1 run (a `gen_jax.workdir.Stage1`) whose encodings this builder holds."""
     return self._stage1
 
   def _info(self):
@@ -109,7 +111,8 @@ class Encoded(tfds.core.GeneratorBasedBuilder):
 
   def _split_generators(self, dl_manager):
     del dl_manager
-    splits = {split: encode_split(self._stage1, split, self._root) for split in ("train", "test")}
+    splits = {split: encode_split(self._stage1, self._image_batches(split))
+              for split in ("train", "test")}
     if "z" in splits["train"]:
       self.info.metadata.update(latent_statistics(splits["train"]["z"]))
     return {split: self._generate_examples(arrays) for split, arrays in splits.items()}

@@ -32,7 +32,7 @@ class DatasetInfo:
     num_codes: "codes": the codebook size K (indices 0..K-1).
     image_shape: "codes" / "latents": (H, W, C) of the encoded images;
       num_levels and num_classes are then the images'.
-    stage1: "codes" / "latents": the `gen_jax.train.stages.Stage1` that
+    stage1: "codes" / "latents": the `gen_jax.workdir.Stage1` that
       encoded them (its `decode`, `decoder_log_likelihood`, image `info`).
     latent_mean, latent_std: "latents": the per-dimension mean and std
       (ddof = 0) of the train split's latents, nested tuples of the latent

@@ -23,10 +23,11 @@ catalog and must already be prepared (as array_record) in `data_dir`: nothing is
 downloaded.
 
 The dataset "encoded" is a stage-1 tokenizer's codes or latents of its own
-dataset (`gen_jax.data.encoded`): every function here then takes
-`stage1=config.stage1` (workdir, step and the expected stage-1 config fields;
-see `gen_jax.train.stages`), prepares the cache on first use like any builder,
-and serves batches {"codes" | "z", "image", "label"} the same way.
+dataset (`gen_jax.data.encoded`): every function here then takes `stage1=`, the
+loaded stage-1 run (`gen_jax.workdir.Stage1`: its `encode` function, its
+`fingerprint` that keys the cache, its config and image info), prepares the
+cache on first use like any builder, and serves batches {"codes" | "z",
+"image", "label"} the same way. The data layer never loads a run itself.
 """
 from __future__ import annotations
 
@@ -75,20 +76,31 @@ def _unknown_dataset_error(name: str, cause: str = "") -> UserError:
       "internet): run `tfds build NAME --data_dir=DIR --file_format=array_record` where it has.")
 
 
-def _stage1(stage1):
-  """config.stage1 -> the loaded, checked gen_jax.train.stages.Stage1 (cached there)."""
-  from gen_jax.train import stages
-  if not stage1 or not stage1.get("workdir"):
-    raise UserError("Dataset 'encoded' is a stage-1 run's codes: it needs config.stage1.workdir "
-                    "(see gen_jax.train.stages.stage1_config). Set --config.stage1.workdir to a "
-                    "trained vqvae or vae workdir.")
-  return stages.load_stage1(stage1["workdir"], stage1.get("step", 0), expect=stage1)
+def _check_stage1(stage1):
+  """The loaded stage-1 run a caller passes for "encoded" (anything with the `encode`,
+  `fingerprint`, `config`, `info`, `workdir` and `step` of `gen_jax.workdir.Stage1`)."""
+  if stage1 is None or not hasattr(stage1, "fingerprint"):
+    raise UserError("Dataset 'encoded' is a stage-1 run's codes: it needs config.stage1.workdir, "
+                    "the stage-1 run loaded and passed as stage1= (gen_jax.workdir.stage1_of(config) "
+                    "does it). Set --config.stage1.workdir to a trained vqvae or vae workdir.")
+  return stage1
+
+
+def _stage1_image_batches(stage1, data_dir: str):
+  """split -> the stage-1 run's own dataset split in stored order, with its preprocessing."""
+  cfg = stage1.config
+  return lambda split: eval_batches(
+      cfg.dataset, split=split, batch_size=encoded.ENCODE_BATCH_SIZE,
+      data_dir=cfg.data_dir or data_dir, manual_dir=cfg.manual_dir or None,
+      preprocess=cfg.preprocess, seq_len=cfg.seq_len)
 
 
 def _make_builder(name: str, data_dir: str, manual_dir: Optional[str], stage1=None):
   """An unprepared-or-prepared builder for `name` (no preparation here)."""
   if name == "encoded":
-    return encoded.Encoded(stage1=_stage1(stage1), data_dir=data_dir)
+    stage1 = _check_stage1(stage1)
+    return encoded.Encoded(stage1=stage1, image_batches=_stage1_image_batches(stage1, data_dir),
+                           data_dir=data_dir)
   if name == "digits":
     return builders.Digits(data_dir=data_dir)
   if name.startswith("toy2d/") or name == "toy2d":
@@ -147,7 +159,7 @@ def load_builder(name: str, *, data_dir: Optional[str] = None, manual_dir: Optio
     data_dir: TFDS data dir (None or "" -> `default_data_dir()`).
     manual_dir: raw files of mnist_idx / text_file (None or "" -> DEFAULT_MANUAL_DIRS[name],
       relative to the current directory).
-    stage1: for "encoded", config.stage1 (the stage-1 workdir, step and expected fields).
+    stage1: for "encoded", the loaded stage-1 run (`gen_jax.workdir.stage1_of(config)`).
   """
   data_dir = os.path.abspath(os.path.expanduser(data_dir or default_data_dir()))
   manual_dir = manual_dir or DEFAULT_MANUAL_DIRS.get(name)

@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gen_jax import data as data_lib
 from gen_jax.losses.nll import bits_per_dim
 
 
@@ -58,3 +59,22 @@ def evaluate_likelihood(sums_fn, params, batches, rng, info, put=lambda b: b,
     out = sums_fn(params, put(with_dims(batch, info.num_dims)), jax.random.fold_in(rng, i))
     totals += np.asarray(jax.device_get(out), np.float64)
   return summarize(*totals, info, likelihood_is_exact, split)
+
+
+def evaluate(run, state, split: str = "test", max_examples=None) -> dict | None:
+  """bits/dim (or nats/token) of a run's sampling params on a split; None without a likelihood.
+
+  `run` is a `gen_jax.train.build.Run` (its paradigm, config, mesh and keys), `state`
+  its `TrainState`. On several hosts each process reads its rows of every batch.
+  """
+  if run.paradigm.log_likelihood is None:
+    return None
+  cfg = run.config
+  batches = data_lib.eval_batches(
+      cfg.dataset, split=split, batch_size=cfg.eval_batch_size, max_examples=max_examples,
+      process_index=jax.process_index(), process_count=jax.process_count(), **run.data_kwargs)
+  sums = jax.jit(masked_sums(run.with_gathered_params(run.paradigm.log_likelihood)),
+                 out_shardings=run.replicated)
+  return evaluate_likelihood(sums, run.sampling_params(state), batches, run.keys["eval"],
+                             run.info, put=run.put_batch,
+                             likelihood_is_exact=run.paradigm.likelihood_is_exact, split=split)

@@ -42,6 +42,8 @@ from typing import Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from gen_jax.errors import UserError
+
 
 # ----------------------------------------------------------------- the losses
 
@@ -130,7 +132,7 @@ LOSS_NAMES = tuple(_BY_NAME)
 def get_adversarial_loss(name: str) -> AdversarialLoss:
   """The loss pair a config names; ValueError naming the choices otherwise."""
   if name not in _BY_NAME:
-    raise ValueError(
+    raise UserError(
         f'Unknown adversarial loss {name!r}. Set config.model.loss to one of {LOSS_NAMES}.')
   return _BY_NAME[name]
 

@@ -12,6 +12,8 @@ import math
 import jax
 import jax.numpy as jnp
 
+from gen_jax.errors import UserError
+
 LOG_2PI = math.log(2 * math.pi)
 
 
@@ -102,9 +104,9 @@ LOG_SCALE_MIN = -7.0          # floor of the logistic's log-scale (PixelCNN++)
 
 def check_decoder(decoder: str, num_levels: int) -> None:
   if decoder not in DECODERS:
-    raise ValueError(f"Unknown model.decoder {decoder!r}; use one of {DECODERS}.")
+    raise UserError(f"Unknown model.decoder {decoder!r}; use one of {DECODERS}.")
   if decoder == "bernoulli" and num_levels != 2:
-    raise ValueError(f"model.decoder='bernoulli' needs binary data but the data has {num_levels} "
+    raise UserError(f"model.decoder='bernoulli' needs binary data but the data has {num_levels} "
                      "levels; set --config.preprocess=binarize or another decoder.")
 
 

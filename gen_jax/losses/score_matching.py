@@ -31,6 +31,8 @@ from typing import Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from gen_jax.errors import UserError
+
 
 def _bcast(v, x):
   """[B] (or scalar) -> shape broadcastable against x [B, ...]."""
@@ -84,7 +86,7 @@ def linear_schedule(num_steps: int = 1000, beta_start: float = 1e-4,
   """
   scale = 1000.0 / num_steps
   if scale * beta_end >= 1.0:
-    raise ValueError(f"The linear beta schedule with T={num_steps} steps reaches beta_T = "
+    raise UserError(f"The linear beta schedule with T={num_steps} steps reaches beta_T = "
                      f"{scale * beta_end:g} >= 1 (its endpoints are rescaled by 1000/T); use "
                      f"T > {int(1000 * beta_end)} (num_diffusion_steps) or schedule='cosine'.")
   return _schedule_from_betas(
@@ -112,7 +114,7 @@ def get_discrete_schedule(name: str, num_steps: int) -> DiscreteSchedule:
     return linear_schedule(num_steps)
   if name == 'cosine':
     return cosine_schedule(num_steps)
-  raise ValueError(f"Unknown DDPM schedule {name!r}: use 'linear' or 'cosine'.")
+  raise UserError(f"Unknown DDPM schedule {name!r}: use 'linear' or 'cosine'.")
 
 
 # --------------------------------------------------------------------------
@@ -133,7 +135,7 @@ def to_eps_x0(prediction: str, out, x_t, alpha, sigma):
     return (x_t - alpha * out) / sigma, out
   if prediction == 'v':
     return sigma * x_t + alpha * out, alpha * x_t - sigma * out
-  raise ValueError(f"Unknown prediction {prediction!r}: use 'eps', 'x0' or 'v'.")
+  raise UserError(f"Unknown prediction {prediction!r}: use 'eps', 'x0' or 'v'.")
 
 
 PREDICTIONS = ('eps', 'x0', 'v')
@@ -147,7 +149,7 @@ def prediction_target(prediction: str, x0, eps, alpha, sigma):
     return x0
   if prediction == 'v':
     return _bcast(alpha, x0) * eps - _bcast(sigma, x0) * x0
-  raise ValueError(f"Unknown prediction {prediction!r}: use 'eps', 'x0' or 'v'.")
+  raise UserError(f"Unknown prediction {prediction!r}: use 'eps', 'x0' or 'v'.")
 
 
 def ddpm_loss_at(fn: Callable, schedule: DiscreteSchedule, x0, n, eps,
@@ -253,7 +255,7 @@ def get_sde(name: str, beta_min=0.1, beta_max=20.0, sigma_min=0.01, sigma_max=50
     return subvp_sde(beta_min, beta_max)
   if name == 've':
     return ve_sde(sigma_min, sigma_max)
-  raise ValueError(f"Unknown SDE {name!r}: use 'vp', 'subvp' or 've'.")
+  raise UserError(f"Unknown SDE {name!r}: use 'vp', 'subvp' or 've'.")
 
 
 def dsm_loss_at(score_fn: Callable, sde: SDE, x0, t, z, weighting: str = 'uniform'):
@@ -274,7 +276,7 @@ def dsm_loss_at(score_fn: Callable, sde: SDE, x0, t, z, weighting: str = 'unifor
   elif weighting == 'likelihood':
     lam = sde.diffusion(t) ** 2
   else:
-    raise ValueError(f"Unknown weighting {weighting!r}: use 'uniform' or 'likelihood'.")
+    raise UserError(f"Unknown weighting {weighting!r}: use 'uniform' or 'likelihood'.")
   return lam * _mean_over_dims(jnp.square(residual))
 
 
@@ -417,7 +419,7 @@ def reverse_variance(schedule: DiscreteSchedule, n, variance: str = 'beta'):
     bt = (1.0 - ab[:-1]) / (1.0 - ab[1:]) * schedule.betas[1:]
     bt = jnp.concatenate([bt[:1], bt])
     return bt[n]
-  raise ValueError(f"Unknown variance {variance!r}: use 'beta' or 'beta_tilde'.")
+  raise UserError(f"Unknown variance {variance!r}: use 'beta' or 'beta_tilde'.")
 
 
 def ddpm_prior_kl(schedule: DiscreteSchedule, x0):

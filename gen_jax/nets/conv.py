@@ -11,12 +11,14 @@ from typing import Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
+from gen_jax.errors import UserError
+
 
 def check_divisible(shape, num_stages: int, what: str) -> None:
   h, w = shape[0], shape[1]
   factor = 2 ** num_stages
   if h % factor or w % factor:
-    raise ValueError(
+    raise UserError(
         f"{what}: image {h}x{w} is not divisible by 2**{num_stages} = {factor} "
         f"({num_stages} stride-2 stages); use fewer entries in model.channels.")
 

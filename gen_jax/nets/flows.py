@@ -30,6 +30,8 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.linalg
 
+from gen_jax.errors import UserError
+
 
 def _positions(x) -> int:
   """Number of positions a per-channel map acts on: H * W for images, 1 for vectors."""
@@ -171,7 +173,7 @@ def coupling_mask(shape: Sequence[int], kind: str, parity: int) -> np.ndarray:
   if kind == 'alternate':
     (d,) = shape
     return ((np.arange(d) + parity) % 2 == 0).astype(np.float32)
-  raise ValueError(f"Unknown coupling mask {kind!r}; use 'checkerboard', 'channel' or 'alternate'.")
+  raise UserError(f"Unknown coupling mask {kind!r}; use 'checkerboard', 'channel' or 'alternate'.")
 
 
 class AffineCoupling(_Bijector):
@@ -316,15 +318,15 @@ def multiscale_plan(image_shape: Sequence[int], num_scales: int, architecture: s
   """
   h, w, c = image_shape
   if architecture not in ('glow', 'realnvp'):
-    raise ValueError(f"Unknown flow architecture {architecture!r}; use 'glow' or 'realnvp'.")
+    raise UserError(f"Unknown flow architecture {architecture!r}; use 'glow' or 'realnvp'.")
   squeezes = num_scales if architecture == 'glow' else num_scales - 1
   if num_scales < 1 or h % (2**squeezes) or w % (2**squeezes):
-    raise ValueError(
+    raise UserError(
         f"A {num_scales}-scale {architecture} flow squeezes the image {squeezes} times, so H and W "
         f"must be divisible by {2**squeezes}; got image shape {tuple(image_shape)}. "
         f"Lower model.num_scales.")
   if architecture == 'realnvp' and min(h, w) // 2**squeezes < 2:
-    raise ValueError(
+    raise UserError(
         f"The last scale of a {num_scales}-scale realnvp flow would be {h // 2**squeezes}x"
         f"{w // 2**squeezes} pixels, too small for a checkerboard coupling; lower model.num_scales.")
   stages, latents = [], []
@@ -412,7 +414,7 @@ class MultiScaleFlow(_Bijector):
   def __call__(self, x, reverse: bool = False):
     stages, latents = multiscale_plan(self.image_shape, self.num_scales, self.architecture)
     if self.split_prior not in SPLIT_PRIORS:
-      raise ValueError(f"Unknown split_prior {self.split_prior!r}; use one of {SPLIT_PRIORS}.")
+      raise UserError(f"Unknown split_prior {self.split_prior!r}; use one of {SPLIT_PRIORS}.")
     scales = []  # the layers of each stage, built in forward order (names are fixed)
     scale = 0
     for stage in stages:

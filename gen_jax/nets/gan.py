@@ -26,6 +26,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from gen_jax.errors import UserError
+
 
 def spectral_normalize(w, num_iters: int = 5, eps: float = 1e-12):
   r"""W / σ(W), σ estimated by power iteration on W reshaped to [fan_in, out].
@@ -38,7 +40,7 @@ def spectral_normalize(w, num_iters: int = 5, eps: float = 1e-12):
   largest singular value that tightens with ``num_iters``.
   """
   if num_iters < 1:
-    raise ValueError(f'spectral_normalize needs num_iters >= 1, got {num_iters}.')
+    raise UserError(f'spectral_normalize needs num_iters >= 1, got {num_iters}.')
   w2 = jnp.reshape(w, (-1, w.shape[-1]))
   # A fixed start vector (a constant of the trace): the same at every call.
   u = jax.random.normal(jax.random.key(0), (w2.shape[1],), w2.dtype)
@@ -116,7 +118,7 @@ def _condition_latent(z, label, num_classes, features):
   if num_classes is None:
     return z
   if label is None:
-    raise ValueError('A class-conditional generator needs a label for every z.')
+    raise UserError('A class-conditional generator needs a label for every z.')
   return jnp.concatenate([z, nn.Embed(num_classes, features, name='label_embed')(label)], axis=-1)
 
 
@@ -126,7 +128,7 @@ def _projection_logit(h, label, num_classes, spectral_norm, num_power_iters):
   if num_classes is None:
     return logit
   if label is None:
-    raise ValueError('A projection discriminator needs the label of every example.')
+    raise UserError('A projection discriminator needs the label of every example.')
   e = SNEmbed(num_classes, h.shape[-1], spectral_norm, num_power_iters, name='projection')(label)
   return logit + jnp.sum(e * h, axis=-1)
 

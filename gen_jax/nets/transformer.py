@@ -34,6 +34,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from gen_jax.errors import UserError
+
 Cache = Any  # tuple over layers of {'k': [B, H, L, Dh], 'v': [B, H, L, Dh]}
 
 _INIT = nn.initializers.normal(stddev=0.02)  # GPT-2's initialisation
@@ -130,7 +132,7 @@ class SelfAttention(nn.Module):
     b, t, c = x.shape
     h = self.num_heads
     if c % h:
-      raise ValueError(f"embed_dim={c} is not divisible by num_heads={h}.")
+      raise UserError(f"embed_dim={c} is not divisible by num_heads={h}.")
     d = c // h
     w = self.param("qkv_kernel", _INIT, (c, 3, h, d))
     w = w * jnp.asarray([d ** -0.5, 1.0, 1.0], w.dtype)[None, :, None, None]  # 1/sqrt(d) into q
@@ -229,7 +231,7 @@ class Transformer(nn.Module):
       h = jnp.concatenate([cond.astype(h.dtype), h], axis=1)
     t = h.shape[1]
     if t > self.max_len:
-      raise ValueError(f"Sequence of {t} positions exceeds the model's max_len={self.max_len}; "
+      raise UserError(f"Sequence of {t} positions exceeds the model's max_len={self.max_len}; "
                        "raise max_len (the block size) or shorten the input.")
     mask = jnp.tril(jnp.ones((t, t), bool)) if self.causal else None
     logits, _ = self._run(h, self.wpe[:t], mask, train, None, None)
@@ -249,7 +251,7 @@ class Transformer(nn.Module):
     for the tokens only. `index` may be traced (inside lax.scan); n is static.
     """
     if not self.causal:
-      raise ValueError("Incremental decoding needs causal=True.")
+      raise UserError("Incremental decoding needs causal=True.")
     h = self.wte(tokens)
     tc = 0
     if cond is not None:

@@ -22,6 +22,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from gen_jax.errors import UserError
+
 
 def timestep_embedding(t, dim: int, max_period: float = 10_000.0):
   r"""Sinusoidal embedding [B, dim] of a float time [B]:
@@ -108,7 +110,7 @@ class UNet(nn.Module):
     b, height, width, c_in = x.shape
     factor = 2 ** (len(self.channel_mult) - 1)
     if height % factor or width % factor:
-      raise ValueError(f"UNet with channel_mult={tuple(self.channel_mult)} halves the image "
+      raise UserError(f"UNet with channel_mult={tuple(self.channel_mult)} halves the image "
                        f"{len(self.channel_mult) - 1} times, so H and W must be divisible by "
                        f"{factor}; got {height}x{width}. Use fewer channel_mult entries.")
     emb_dim = 4 * self.channels

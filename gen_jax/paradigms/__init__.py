@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import importlib
 
+from gen_jax.errors import UserError
 from gen_jax.paradigms.base import Paradigm
 
 
@@ -19,7 +20,7 @@ def load_paradigm(config, info) -> Paradigm:
   except ModuleNotFoundError as e:
     if e.name != module_name:
       raise
-    raise ValueError(
+    raise UserError(
         f"Unknown paradigm {name!r}: there is no module {module_name}. Set config.paradigm "
         "to the name of a module in gen_jax/paradigms/ (or a dotted module path).") from None
   return module.make(config.model, info)

@@ -28,6 +28,7 @@ import chex
 import jax
 import jax.numpy as jnp
 
+from gen_jax.errors import UserError
 from gen_jax.losses.nll import bits_per_dim
 from gen_jax.nets.unet import ScoreMLP, UNet
 from gen_jax.paradigms.base import Paradigm
@@ -68,18 +69,18 @@ def build_net(model_config, info, paradigm: str):
   """U-Net for images, ScoreMLP for points; ValueError naming the fix otherwise."""
   conditional = bool(model_config.get('conditional', False))
   if conditional and not info.num_classes:
-    raise ValueError(f"{paradigm}: model.conditional=True needs labelled data, but "
+    raise UserError(f"{paradigm}: model.conditional=True needs labelled data, but "
                      f"{info.name!r} has no classes. Set --config.model.conditional=False.")
   num_classes = int(info.num_classes) if conditional else 0
   if info.kind == 'image':
     if len(info.shape) != 3:
-      raise ValueError(f"{paradigm}: images must be [H, W, C]; {info.name!r} has shape "
+      raise UserError(f"{paradigm}: images must be [H, W, C]; {info.name!r} has shape "
                        f"{info.shape}.")
     mult = tuple(model_config.get('channel_mult', (1, 2)))
     factor = 2 ** (len(mult) - 1)
     h, w, _ = info.shape
     if h % factor or w % factor:
-      raise ValueError(
+      raise UserError(
           f"{paradigm}: the U-Net with channel_mult={mult} halves the image {len(mult) - 1} "
           f"times, so H and W must be divisible by {factor}, but {info.name!r} is {h}x{w}. "
           f"Use fewer entries in --config.model.channel_mult.")
@@ -91,7 +92,7 @@ def build_net(model_config, info, paradigm: str):
   if info.kind == 'points':
     return ScoreMLP(hidden=int(model_config.get('hidden', 128)),
                     num_layers=int(model_config.get('num_layers', 3)), num_classes=num_classes)
-  raise ValueError(f"{paradigm} models images or points, but {info.name!r} holds "
+  raise UserError(f"{paradigm} models images or points, but {info.name!r} holds "
                    f"{info.kind}. Use an image dataset (digits, mnist_idx) or a toy2d set.")
 
 
@@ -172,9 +173,9 @@ def make_paradigm(spec: DiffusionSpec, model_config, info, paradigm: str) -> Par
     given), return_trajectory (-> (samples, trajectory [frames, num, ...], at most ~100
     frames)), return_info (-> also {'nfe', 'network_evals'})."""
     if label is None and guidance is not None:
-      raise ValueError(f"{paradigm}: guidance={guidance} needs a label; pass label=<class>.")
+      raise UserError(f"{paradigm}: guidance={guidance} needs a label; pass label=<class>.")
     if label is not None and not conditional:
-      raise ValueError(f"{paradigm}: label={label} given to an unconditional model; train "
+      raise UserError(f"{paradigm}: label={label} given to an unconditional model; train "
                        "with --config.model.conditional=True to use labels and guidance.")
     guided = label is not None
     steps = int(num_steps or config_steps or spec.default_num_steps)

@@ -36,11 +36,11 @@ from gen_jax.paradigms.base import Paradigm
 def check_image_info(info, paradigm: str):
   """Raises ValueError unless `info` describes images with levels."""
   if info.kind != "image":
-    raise ValueError(
+    raise UserError(
         f"The {paradigm} paradigm models images, but dataset {info.name!r} holds {info.kind!r} "
         f"data. Use an image dataset (digits, mnist_idx), or the flow2d paradigm for toy2d points.")
   if len(info.shape) != 3 or not info.num_levels:
-    raise ValueError(f"{paradigm} needs images [H, W, C] with num_levels; got shape {info.shape} "
+    raise UserError(f"{paradigm} needs images [H, W, C] with num_levels; got shape {info.shape} "
                      f"and num_levels={info.num_levels} for dataset {info.name!r}.")
 
 
@@ -142,7 +142,7 @@ def image_flow_paradigm(flow, info, model_config=None) -> Paradigm:
     """(log p_Z(z), log|det dz/dw|, log q(u | x) or None), all [B], for w = (x + u) / L."""
     x = batch["image"]
     if x.shape[1:] != shape:
-      raise ValueError(f"Expected images of shape {shape}, got {x.shape[1:]}.")
+      raise UserError(f"Expected images of shape {shape}, got {x.shape[1:]}.")
     flow_params, dequantizer_params = split(params)
     v, log_q = dequantize(dequantizer_params, rng, x)
     y, log_det_pre = to_flow_space(v / num_levels)

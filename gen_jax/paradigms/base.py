@@ -34,7 +34,7 @@ Contracts
   ``likelihood_is_exact`` says whether it is exact or a bound.
 
 Optional fields of tokenizers (stage 1 of a two-stage model; see
-`gen_jax.train.stages` and the "encoded" dataset of `gen_jax.data`):
+`gen_jax.workdir` and the "encoded" dataset of `gen_jax.data`):
 
 * ``encode(params, x_levels) -> code``: images as integer levels
   (``batch['image']``, [B, H, W, C]) to their code: int32 indices [B, h, w] of a
@@ -44,6 +44,11 @@ Optional fields of tokenizers (stage 1 of a two-stage model; see
 * ``decoder_log_likelihood(params, code, x_levels) -> [B]``: log p(x | code) in
   nats on the data's levels, the decoder's term of a two-stage bound
   -log p(x) <= -log p(x | code) - log p(code) (deterministic encoders).
+
+``source``: what built the paradigm when it is not plain ``make(config.model,
+info)`` of ``config.paradigm``'s module, e.g. a GAN around a user's own
+adversarial loss (``gen_jax.paradigms.gan.build`` fills it in). A run trained
+with such a paradigm records it in ``config.json`` and ``eval.json``.
 
 Optional fields for non-gradient state (e.g. a VQ-VAE codebook updated by
 exponential moving averages):
@@ -77,6 +82,7 @@ class Paradigm(NamedTuple):
   decoder_log_likelihood: Optional[Callable] = None
   non_trainable: tuple[str, ...] = ()
   post_update: Optional[Callable] = None
+  source: str = ""
 
   @property
   def players(self) -> tuple[str, ...]:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from gen_jax.errors import UserError
 from gen_jax.losses import score_matching as sm
 from gen_jax.paradigms import _diffusion_common as common
 from gen_jax.paradigms.base import Paradigm
@@ -31,14 +32,14 @@ def make_spec(model_config, info) -> common.DiffusionSpec:
   schedule = sm.get_discrete_schedule(model_config.get('schedule', 'linear'), num_T)
   prediction = model_config.get('prediction', 'eps')
   if prediction not in sm.PREDICTIONS:
-    raise ValueError(f"ddpm: unknown model.prediction {prediction!r}; use one of {sm.PREDICTIONS}.")
+    raise UserError(f"ddpm: unknown model.prediction {prediction!r}; use one of {sm.PREDICTIONS}.")
   sampler = model_config.get('sampler', 'ancestral')
   if sampler not in ('ancestral', 'ddim'):
-    raise ValueError(f"ddpm: unknown model.sampler {sampler!r}; use 'ancestral' or 'ddim'.")
+    raise UserError(f"ddpm: unknown model.sampler {sampler!r}; use 'ancestral' or 'ddim'.")
   eta = float(model_config.get('eta', 0.0))
   spacing = model_config.get('ddim_spacing', 'uniform')
   if spacing not in samplers.DDIM_SPACINGS:
-    raise ValueError(f"ddpm: unknown model.ddim_spacing {spacing!r}; use one of "
+    raise UserError(f"ddpm: unknown model.ddim_spacing {spacing!r}; use one of "
                      f"{samplers.DDIM_SPACINGS}.")
   variance = model_config.get('variance', 'beta')
   levels = info.num_levels if info.kind == 'image' else None
@@ -75,7 +76,7 @@ def make_spec(model_config, info) -> common.DiffusionSpec:
     x_T = jax.random.normal(noise_key, shape)
     if sampler == 'ancestral':
       if num_steps != num_T:
-        raise ValueError(f"ddpm: ancestral sampling takes all T={num_T} steps, not "
+        raise UserError(f"ddpm: ancestral sampling takes all T={num_T} steps, not "
                          f"num_steps={num_steps}; set --config.model.sampler=ddim for fewer.")
       return samplers.ddpm_ancestral(eps_fn(model), schedule, x_T, key, variance, clip,
                                      return_trajectory)

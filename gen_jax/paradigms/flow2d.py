@@ -9,6 +9,7 @@ model_config fields: num_steps, hidden, num_layers (hidden layers of each condit
 """
 from __future__ import annotations
 
+from gen_jax.errors import UserError
 from gen_jax.nets.flows import VectorFlow
 from gen_jax.paradigms import _flow_common
 from gen_jax.paradigms.base import Paradigm
@@ -16,7 +17,7 @@ from gen_jax.paradigms.base import Paradigm
 
 def make(model_config, info) -> Paradigm:
   if info.kind != "points" or len(info.shape) != 1 or info.shape[0] < 2:
-    raise ValueError(
+    raise UserError(
         f"flow2d models vectors of 2 or more coordinates (toy2d points), but dataset "
         f"{info.name!r} is {info.kind!r} of shape {info.shape}. Use a toy2d dataset, or the "
         f"realnvp / glow paradigms for images.")

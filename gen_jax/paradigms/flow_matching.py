@@ -15,6 +15,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from gen_jax.errors import UserError
 from gen_jax.eval.ode_likelihood import gaussian_logp, ode_log_likelihood
 from gen_jax.losses import score_matching as sm
 from gen_jax.paradigms import _diffusion_common as common
@@ -26,7 +27,7 @@ def make_spec(model_config, info) -> common.DiffusionSpec:
   sigma_min = float(model_config.get('sigma_min', 0.0))
   method = model_config.get('sampler', 'euler')
   if method not in ('euler', 'heun'):
-    raise ValueError(f"flow_matching: unknown model.sampler {method!r}; use 'euler' or 'heun'.")
+    raise UserError(f"flow_matching: unknown model.sampler {method!r}; use 'euler' or 'heun'.")
   trace = model_config.get('trace', 'hutchinson')
   rtol, atol = float(model_config.get('rtol', 1e-5)), float(model_config.get('atol', 1e-5))
 

@@ -265,7 +265,18 @@ def build(model_config, info, *, conditional: bool,
       log_likelihood=None,
       likelihood_is_exact=False,
       update_schedule=(DISCRIMINATOR,) * n_critic + (GENERATOR,),
+      source=_describe_pair(adversarial_loss, r1_gamma),
   )
+
+
+def _describe_pair(pair, r1_gamma: float) -> str:
+  """'' for the pair config.model.loss names; else where the user's own d_loss / g_loss live
+  (recorded in the run's config.json, whose model.loss then does not say what trained)."""
+  if pair is None:
+    return ""
+  name = lambda f: f"{getattr(f, '__module__', '?')}.{getattr(f, '__qualname__', repr(f))}"
+  return (f"gen_jax.paradigms.gan with adversarial_loss d_loss={name(pair.d_loss)}, "
+          f"g_loss={name(pair.g_loss)}, g_sees_real={pair.g_sees_real}, r1_gamma={r1_gamma:g}")
 
 
 def make(model_config, info, adversarial_loss=None) -> Paradigm:

@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gen_jax.errors import UserError
 from gen_jax.losses import nll as nll_lib
 from gen_jax.nets.transformer import Transformer
 from gen_jax.paradigms.base import Paradigm
@@ -109,11 +110,11 @@ class ArCore:
 
 def _check_sampling_options(temperature, top_k, top_p):
   if temperature < 0:
-    raise ValueError(f"temperature must be >= 0 (0 = greedy), got {temperature}.")
+    raise UserError(f"temperature must be >= 0 (0 = greedy), got {temperature}.")
   if top_k is not None and (int(top_k) != top_k or top_k < 1):
-    raise ValueError(f"top_k must be a positive integer or None, got {top_k}.")
+    raise UserError(f"top_k must be a positive integer or None, got {top_k}.")
   if top_p is not None and not 0.0 < top_p <= 1.0:
-    raise ValueError(f"top_p must be in (0, 1] or None, got {top_p}.")
+    raise UserError(f"top_p must be in (0, 1] or None, got {top_p}.")
 
 
 def encode(text: str, vocab: str) -> np.ndarray:
@@ -121,7 +122,7 @@ def encode(text: str, vocab: str) -> np.ndarray:
   index = {ch: i for i, ch in enumerate(vocab)}
   missing = sorted({ch for ch in text if ch not in index})
   if missing:
-    raise ValueError(f"Prompt has characters outside the model's vocabulary: "
+    raise UserError(f"Prompt has characters outside the model's vocabulary: "
                      f"{', '.join(repr(c) for c in missing)}. "
                      "Remove them or train on text that contains them.")
   return np.asarray([index[ch] for ch in text], np.int32)
@@ -135,13 +136,13 @@ def decode_text(tokens, vocab: str) -> list[str]:
 def make(model_config, info) -> Paradigm:
   """A GPT over `info.vocab` with block size `model_config.max_len` (0 = the data's seq_len)."""
   if info.kind != "text" or not info.vocab:
-    raise ValueError(f"The gpt paradigm models text (DatasetInfo kind 'text' with a vocab); dataset "
+    raise UserError(f"The gpt paradigm models text (DatasetInfo kind 'text' with a vocab); dataset "
                      f"{info.name!r} is kind {info.kind!r}. Use a text dataset (text_file) or the "
                      "pixel_ar paradigm for images.")
   seq_len = info.shape[0] - 1
   max_len = model_config.get("max_len", 0) or seq_len
   if max_len < seq_len:
-    raise ValueError(f"model.max_len={max_len} is shorter than the data's seq_len={seq_len}; "
+    raise UserError(f"model.max_len={max_len} is shorter than the data's seq_len={seq_len}; "
                      "set model.max_len >= seq_len (or 0 to use seq_len).")
   vocab = info.vocab
   core = ArCore(make_model(model_config, len(vocab), max_len))
@@ -150,7 +151,7 @@ def make(model_config, info) -> Paradigm:
   def split(batch):
     tokens = jnp.asarray(batch["tokens"], jnp.int32)
     if tokens.ndim != 2:
-      raise ValueError(f"batch['tokens'] must be int [B, seq_len + 1], got shape {tokens.shape}.")
+      raise UserError(f"batch['tokens'] must be int [B, seq_len + 1], got shape {tokens.shape}.")
     return tokens[:, :-1], tokens[:, 1:], batch.get("token_mask")
 
   def init(rng, batch):

@@ -43,6 +43,7 @@ import jax
 import jax.numpy as jnp
 
 from gen_jax.data.info import DatasetInfo
+from gen_jax.errors import UserError
 from gen_jax.paradigms import _diffusion_common as common
 from gen_jax.paradigms.base import Paradigm
 
@@ -54,7 +55,7 @@ def standardisation(info):
   mean and standard deviation (`info.latent_mean`, `info.latent_std`)."""
   mean, std = getattr(info, 'latent_mean', None), getattr(info, 'latent_std', None)
   if mean is None or std is None:
-    raise ValueError(f"latent_diffusion: dataset {info.name!r} carries no latent statistics "
+    raise UserError(f"latent_diffusion: dataset {info.name!r} carries no latent statistics "
                      "(latent_mean / latent_std); train on the 'encoded' dataset of a VAE.")
   mean = jnp.asarray(mean, jnp.float32).reshape(info.shape)
   std = jnp.asarray(std, jnp.float32).reshape(info.shape)
@@ -64,13 +65,13 @@ def standardisation(info):
 def make(model_config, info) -> Paradigm:
   """Builds latent diffusion on the "latents" dataset described by `info` (with `info.stage1`)."""
   if info.kind != 'latents':
-    raise ValueError(
+    raise UserError(
         f"latent_diffusion models a VAE's latents, but dataset {info.name!r} holds {info.kind}. "
         "Set config.dataset='encoded' and config.stage1 to a VAE run "
         "(see experiments/configs/latent_diffusion.py).")
   objective = model_config.get('objective', 'edm')
   if objective not in OBJECTIVES:
-    raise ValueError(f"latent_diffusion: unknown model.objective {objective!r}; use one of "
+    raise UserError(f"latent_diffusion: unknown model.objective {objective!r}; use one of "
                      f"{OBJECTIVES}.")
   mean, std = standardisation(info)
   latent_shape = tuple(info.shape)

@@ -3,7 +3,7 @@ r"""MaskGIT: a bidirectional transformer over a VQ tokenizer's codes, decoded in
 Chang, Zhang, Jiang, Liu, Freeman 2022, "MaskGIT: Masked Generative Image
 Transformer", arXiv:2202.04200. Stage 2 of a two-stage model: trained on the
 "encoded" dataset (batch["codes"] int32 [B, h, w], N = h w codes from a
-codebook of K, see gen_jax.train.stages), sampled codes are decoded to images by
+codebook of K, see gen_jax.workdir), sampled codes are decoded to images by
 the frozen stage-1 decoder `info.stage1.decode`.
 
 Training (Sec. 3.1, eq. 1). Per example draw r ~ U[0, 1), mask a uniformly
@@ -41,6 +41,7 @@ import chex
 import jax
 import jax.numpy as jnp
 
+from gen_jax.errors import UserError
 from gen_jax.losses import nll as nll_lib
 from gen_jax.paradigms.base import Paradigm
 from gen_jax.paradigms.gpt import make_model
@@ -75,7 +76,7 @@ def masked_token_loss(logits_fn, codes, mask, mask_id: int):
 def check_codes_info(info, paradigm: str):
   """ValueError naming the fix unless `info` is an encoded-codes dataset with a stage-1 decoder."""
   if info.kind != "codes" or not info.num_codes or info.stage1 is None:
-    raise ValueError(
+    raise UserError(
         f"{paradigm} models the VQ codes of a stage-1 tokenizer: set config.dataset='encoded' "
         f"and config.stage1 to a trained vqvae run (see experiments/configs/{paradigm}.py); "
         f"dataset {info.name!r} is kind {info.kind!r}.")

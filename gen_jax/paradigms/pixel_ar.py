@@ -24,13 +24,14 @@ from typing import Optional
 import jax.numpy as jnp
 import numpy as np
 
+from gen_jax.errors import UserError
 from gen_jax.paradigms.base import Paradigm
 from gen_jax.paradigms.gpt import ArCore, _check_sampling_options, make_model
 
 
 def make(model_config, info) -> Paradigm:
   if info.kind != "image" or not info.num_levels:
-    raise ValueError(f"The pixel_ar paradigm models images with discrete levels; dataset "
+    raise UserError(f"The pixel_ar paradigm models images with discrete levels; dataset "
                      f"{info.name!r} is kind {info.kind!r}. Use an image dataset (digits, "
                      "mnist_idx) or the gpt paradigm for text.")
   h, w, c = info.shape
@@ -38,7 +39,7 @@ def make(model_config, info) -> Paradigm:
   dims = math.prod(info.shape)
   conditional = bool(model_config.get("class_conditional", False))
   if conditional and not info.num_classes:
-    raise ValueError(f"model.class_conditional=True but dataset {info.name!r} has no labels; "
+    raise UserError(f"model.class_conditional=True but dataset {info.name!r} has no labels; "
                      "set model.class_conditional=False.")
   num_starts = info.num_classes if conditional else 1
   core = ArCore(make_model(model_config, levels + num_starts, dims), dims_per_token=1,
@@ -47,7 +48,7 @@ def make(model_config, info) -> Paradigm:
   def split(batch):
     x = jnp.asarray(batch["image"])
     if x.shape[1:] != tuple(info.shape):
-      raise ValueError(f"batch['image'] has shape {x.shape[1:]} per example but the model was built "
+      raise UserError(f"batch['image'] has shape {x.shape[1:]} per example but the model was built "
                        f"for {tuple(info.shape)}; rebuild the paradigm with this dataset's info.")
     tokens = x.reshape(x.shape[0], dims).astype(jnp.int32)
     start = levels + (jnp.asarray(batch["label"], jnp.int32) if conditional
@@ -72,12 +73,12 @@ def make(model_config, info) -> Paradigm:
     """float32 [num, H, W, C] in [0, 1]; `label` (int or [num] ints) for class-conditional models."""
     _check_sampling_options(temperature, top_k, top_p)
     if label is not None and not conditional:
-      raise ValueError("label= needs a model trained with model.class_conditional=True.")
+      raise UserError("label= needs a model trained with model.class_conditional=True.")
     if conditional:
       labels = (np.arange(num) % num_starts if label is None
                 else np.broadcast_to(np.asarray(label, np.int32), (num,)))
       if np.any((labels < 0) | (labels >= num_starts)):
-        raise ValueError(f"label must be in 0..{num_starts - 1}, got {label}.")
+        raise UserError(f"label must be in 0..{num_starts - 1}, got {label}.")
     else:
       labels = np.zeros((num,), np.int32)
     prompt = (levels + labels.astype(np.int32))[:, None]

@@ -20,6 +20,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from gen_jax.errors import UserError
 from gen_jax.eval.ode_likelihood import gaussian_logp, ode_log_likelihood
 from gen_jax.losses import score_matching as sm
 from gen_jax.paradigms import _diffusion_common as common
@@ -37,7 +38,7 @@ def make_spec(model_config, info) -> common.DiffusionSpec:
   weighting = model_config.get('weighting', 'uniform')
   sampler = model_config.get('sampler', 'pc')
   if sampler not in SAMPLERS:
-    raise ValueError(f"score_sde: unknown model.sampler {sampler!r}; use one of {SAMPLERS}.")
+    raise UserError(f"score_sde: unknown model.sampler {sampler!r}; use one of {SAMPLERS}.")
   snr = float(model_config.get('snr', 0.16))
   corrector_steps = int(model_config.get('corrector_steps', 1))
   t_min = float(model_config.get('sample_t_min', 1e-3))

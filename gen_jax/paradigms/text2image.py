@@ -46,6 +46,7 @@ import jax
 import jax.numpy as jnp
 
 from gen_jax.data.captions import NUM_DIGITS, CaptionVocab, caption_table, make_vocab
+from gen_jax.errors import UserError
 from gen_jax.losses import nll as nll_lib
 from gen_jax.paradigms.base import Paradigm
 from gen_jax.paradigms.gpt import ArCore, make_model
@@ -85,7 +86,7 @@ def make(model_config, info) -> Paradigm:
   """text2image over the codes of `info` (kind 'codes', digit labels); see the module docstring."""
   check_codes_info(info, "text2image")
   if info.num_classes != NUM_DIGITS:
-    raise ValueError(f"text2image writes captions of the digits 0-9, so it needs 10 labels; "
+    raise UserError(f"text2image writes captions of the digits 0-9, so it needs 10 labels; "
                      f"{info.name!r} has num_classes={info.num_classes}. Use a stage 1 trained "
                      "on digits or mnist_idx.")
   get = model_config.get
@@ -132,7 +133,7 @@ def make(model_config, info) -> Paradigm:
              top_p: Optional[float] = None):
     """Images [num, H, W, C] in [0, 1] for a prompt / label; see the module docstring."""
     if prompt is not None and label is not None:
-      raise ValueError("Give either prompt or label, not both.")
+      raise UserError("Give either prompt or label, not both.")
     if prompt is not None:
       caption_ids = jnp.broadcast_to(jnp.asarray(vocab.encode(prompt)), (num, caption_len))
     else:

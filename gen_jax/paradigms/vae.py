@@ -10,7 +10,7 @@ loss = -ELBO (beta-weighted KL); log_likelihood = the ELBO (k = 1) or the
 importance-weighted bound with k = model.eval_num_samples (Burda et al. 2016):
 both are bounds on log P(x), never exact.
 
-As a stage-1 tokenizer (`gen_jax.train.stages`): encode = the posterior mean
+As a stage-1 tokenizer (`gen_jax.workdir`): encode = the posterior mean
 E_q[z | x] [B, latent_dim], decode = E[x | z] in [0, 1], and
 decoder_log_likelihood = log p(x | z).
 
@@ -30,6 +30,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from gen_jax.errors import UserError
 from gen_jax.losses import elbo as elbo_lib
 from gen_jax.losses.nll import bits_per_dim
 from gen_jax.nets.conv import ConvDecoder, ConvEncoder, check_divisible, to_unit_range
@@ -71,7 +72,7 @@ class VAENet(nn.Module):
 def make(model_config, info) -> Paradigm:
   """Builds the VAE paradigm for image data described by `info`."""
   if info.kind != "image":
-    raise ValueError(f"The vae paradigm models images; dataset {info.name!r} holds "
+    raise UserError(f"The vae paradigm models images; dataset {info.name!r} holds "
                      f"{info.kind}. Use an image dataset (digits, mnist_idx, ...).")
   decoder = model_config.get("decoder", "categorical")
   levels = info.num_levels
@@ -89,9 +90,9 @@ def make(model_config, info) -> Paradigm:
   eval_k = int(model_config.get("eval_num_samples", 1))
   train_k = int(model_config.get("train_num_samples", 1))
   if train_k < 1:
-    raise ValueError(f"model.train_num_samples must be >= 1, got {train_k}.")
+    raise UserError(f"model.train_num_samples must be >= 1, got {train_k}.")
   if train_k > 1 and beta != 1.0:
-    raise ValueError(f"model.train_num_samples={train_k} trains the IWAE bound, which has no beta; "
+    raise UserError(f"model.train_num_samples={train_k} trains the IWAE bound, which has no beta; "
                      "set model.beta=1 or model.train_num_samples=1 (the beta-weighted ELBO).")
   num_dims = info.num_dims
 

@@ -31,13 +31,14 @@ from typing import Optional
 import jax.numpy as jnp
 import numpy as np
 
+from gen_jax.errors import UserError
 from gen_jax.paradigms.base import Paradigm
 from gen_jax.paradigms.gpt import ArCore, _check_sampling_options, make_model
 
 
 def make(model_config, info) -> Paradigm:
   if info.kind != "codes" or info.stage1 is None:
-    raise ValueError(f"The vq_gpt paradigm models a VQ-VAE's codes (dataset 'encoded' with "
+    raise UserError(f"The vq_gpt paradigm models a VQ-VAE's codes (dataset 'encoded' with "
                      f"config.stage1 naming a vqvae run); dataset {info.name!r} is kind "
                      f"{info.kind!r}. Set config.dataset='encoded' and config.stage1.workdir.")
   stage1 = info.stage1
@@ -46,7 +47,7 @@ def make(model_config, info) -> Paradigm:
   num_codes = info.num_codes
   conditional = bool(model_config.get("class_conditional", False))
   if conditional and not info.num_classes:
-    raise ValueError("model.class_conditional=True but the stage-1 images have no labels; "
+    raise UserError("model.class_conditional=True but the stage-1 images have no labels; "
                      "set model.class_conditional=False.")
   num_starts = info.num_classes if conditional else 1
   core = ArCore(make_model(model_config, num_codes + num_starts, n), num_outputs=num_codes)
@@ -54,7 +55,7 @@ def make(model_config, info) -> Paradigm:
   def split(batch):
     codes = jnp.asarray(batch["codes"], jnp.int32)
     if codes.shape[1:] != grid:
-      raise ValueError(f"batch['codes'] has grid {codes.shape[1:]} but the model was built for "
+      raise UserError(f"batch['codes'] has grid {codes.shape[1:]} but the model was built for "
                        f"{grid}; rebuild the paradigm with this dataset's info.")
     targets = codes.reshape(codes.shape[0], n)
     start = num_codes + (jnp.asarray(batch["label"], jnp.int32) if conditional
@@ -81,13 +82,13 @@ def make(model_config, info) -> Paradigm:
     """float32 [num, H, W, C] in [0, 1]: codes from the prior, decoded by stage 1."""
     _check_sampling_options(temperature, top_k, top_p)
     if label is not None and not conditional:
-      raise ValueError("label= needs a model trained with model.class_conditional=True.")
+      raise UserError("label= needs a model trained with model.class_conditional=True.")
     labels = np.zeros((num,), np.int32)
     if conditional:
       labels = (np.arange(num) % num_starts if label is None
                 else np.broadcast_to(np.asarray(label, np.int32), (num,)))
       if np.any((labels < 0) | (labels >= num_starts)):
-        raise ValueError(f"label must be in 0..{num_starts - 1}, got {label}.")
+        raise UserError(f"label must be in 0..{num_starts - 1}, got {label}.")
     prompt = jnp.asarray((num_codes + labels.astype(np.int32))[:, None])
     tokens, _ = core.decode(params, prompt, rng, n, float(temperature), top_k, top_p)
     return stage1.decode(tokens[:, 1:].reshape(num, *grid))

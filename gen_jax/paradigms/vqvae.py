@@ -27,7 +27,7 @@ from that same model (uniform codes, decoded): such samples are not meant to
 look like data. A learned prior over the codes (`vq_gpt`, `maskgit`) replaces
 the uniform one and gives both real samples and a tighter bound.
 
-As a stage-1 tokenizer (`gen_jax.train.stages`): encode -> int32 codes
+As a stage-1 tokenizer (`gen_jax.workdir`): encode -> int32 codes
 [B, h, w], decode -> E[x | z_q] in [0, 1], decoder_log_likelihood = log p(x | z_q).
 
 Model fields (config.model): channels (stride-2 stages: h = H / 2^len), code_dim,
@@ -42,6 +42,7 @@ import chex
 import jax
 import jax.numpy as jnp
 
+from gen_jax.errors import UserError
 from gen_jax.losses import elbo as elbo_lib
 from gen_jax.losses import vq as vq_lib
 from gen_jax.losses.nll import bits_per_dim
@@ -55,7 +56,7 @@ CODEBOOK_UPDATES = ("ema", "loss")
 def make(model_config, info) -> Paradigm:
   """Builds the VQ-VAE for image data described by `info`."""
   if info.kind != "image":
-    raise ValueError(f"The vqvae paradigm models images; dataset {info.name!r} holds "
+    raise UserError(f"The vqvae paradigm models images; dataset {info.name!r} holds "
                      f"{info.kind}. Use an image dataset (digits, mnist_idx, ...).")
   get = model_config.get
   decoder = get("decoder", "categorical")
@@ -63,7 +64,7 @@ def make(model_config, info) -> Paradigm:
   elbo_lib.check_decoder(decoder, levels)
   update = get("codebook_update", "ema")
   if update not in CODEBOOK_UPDATES:
-    raise ValueError(f"Unknown model.codebook_update {update!r}; use one of {CODEBOOK_UPDATES}.")
+    raise UserError(f"Unknown model.codebook_update {update!r}; use one of {CODEBOOK_UPDATES}.")
   channels = tuple(get("channels", (64,)))
   check_divisible(info.shape, len(channels), "vqvae")
   h, w, c = info.shape

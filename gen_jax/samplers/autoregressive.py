@@ -24,6 +24,8 @@ from typing import Callable, Optional
 import jax
 import jax.numpy as jnp
 
+from gen_jax.errors import UserError
+
 
 def filter_logits(logits, top_k: Optional[int] = None, top_p: Optional[float] = None):
   """Sets logits outside the top-k / nucleus set to -inf. logits [..., V].
@@ -58,12 +60,12 @@ def sample_token(rng, logits, temperature: float = 1.0, top_k: Optional[int] = N
 def _check_lengths(prompt, num_tokens, max_len):
   """The model reads the prompt and every sample but the last: P + num_tokens - 1 positions."""
   if prompt.ndim != 2 or prompt.shape[1] < 1:
-    raise ValueError(f"prompt must be int [B, P] with P >= 1, got shape {prompt.shape}.")
+    raise UserError(f"prompt must be int [B, P] with P >= 1, got shape {prompt.shape}.")
   if num_tokens < 1:
-    raise ValueError(f"num_tokens must be >= 1, got {num_tokens}.")
+    raise UserError(f"num_tokens must be >= 1, got {num_tokens}.")
   read = prompt.shape[1] + num_tokens - 1
   if read > max_len:
-    raise ValueError(f"Prompt ({prompt.shape[1]}) + num_tokens ({num_tokens}) - 1 = {read} positions "
+    raise UserError(f"Prompt ({prompt.shape[1]}) + num_tokens ({num_tokens}) - 1 = {read} positions "
                      f"exceed the model's max_len={max_len}; shorten them or use a longer block.")
 
 

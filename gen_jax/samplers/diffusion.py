@@ -27,6 +27,7 @@ import jax
 import numpy as np
 import jax.numpy as jnp
 
+from gen_jax.errors import UserError
 from gen_jax.losses.score_matching import (DiscreteSchedule, SDE, q_posterior,
                                            reverse_variance)
 
@@ -102,7 +103,7 @@ def ddim_timesteps(num_train_steps: int, num_steps: int, spacing: str = 'uniform
   more steps fall at low noise (Song et al. 2021, App. D.2). Duplicates are dropped, so a
   quadratic sequence may have a few fewer than num_steps entries when num_steps ~ T."""
   if spacing not in DDIM_SPACINGS:
-    raise ValueError(f"ddim spacing {spacing!r}: use one of {DDIM_SPACINGS}.")
+    raise UserError(f"ddim spacing {spacing!r}: use one of {DDIM_SPACINGS}.")
   u = np.linspace(1.0, 0.0, num_steps)
   taus = np.round((num_train_steps - 1) * (u if spacing == 'uniform' else u ** 2))
   return jnp.asarray(np.unique(taus)[::-1].astype(np.int32))
@@ -241,7 +242,7 @@ def _ode_solve(drift: Callable, x, ts, method: str, return_trajectory: bool):
   """Fixed-step Euler or Heun (trapezoidal predictor-corrector) on dx/dt = drift(x, t)
   over the grid ts. NFE = steps (Euler) or 2 * steps (Heun)."""
   if method not in ('euler', 'heun'):
-    raise ValueError(f"Unknown ODE method {method!r}: use 'euler' or 'heun'.")
+    raise UserError(f"Unknown ODE method {method!r}: use 'euler' or 'heun'.")
 
   def step(x, inp):
     t, t_next = inp

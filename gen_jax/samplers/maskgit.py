@@ -36,6 +36,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gen_jax.errors import UserError
+
 
 def cosine_schedule(r):
   r"""gamma(r) = cos(pi r / 2): the fraction of tokens masked at ratio r in [0, 1]."""
@@ -85,9 +87,9 @@ def decode(logits_fn: Callable, tokens, rng, num_steps: int, *, mask_id: int,
     int32 [T, B, N] (each step's sampled canvas before re-masking).
   """
   if num_steps < 1:
-    raise ValueError(f"num_steps must be >= 1, got {num_steps}.")
+    raise UserError(f"num_steps must be >= 1, got {num_steps}.")
   if temperature < 0 or choice_temperature < 0:
-    raise ValueError(f"temperature ({temperature}) and choice_temperature "
+    raise UserError(f"temperature ({temperature}) and choice_temperature "
                      f"({choice_temperature}) must be >= 0.")
   tokens = jnp.asarray(tokens, jnp.int32)
   num_unknown = jnp.sum(tokens == mask_id, axis=-1)            # N per row [B]

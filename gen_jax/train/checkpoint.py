@@ -1,12 +1,12 @@
 """Orbax checkpoints of the train state together with the data iterator's state.
 
-A workdir holds `config.json` (the config that created it) and `checkpoints/`
-(Orbax steps, each with `state` and `data`). Relaunching with the same config
-resumes from the newest intact step; a different config is refused.
+`checkpoints/` of a workdir holds Orbax steps, each with `state` (the
+`TrainState`) and `data` (the grain iterator's position), so a restored run
+reads exactly the batches an uninterrupted one would have read next. What else
+a workdir holds, and the config check on relaunch, is `gen_jax.workdir`'s.
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 
@@ -14,66 +14,6 @@ import grain
 import orbax.checkpoint as ocp
 
 from gen_jax.errors import UserError
-
-# Fields that may differ between launches of one run: they change how often
-# things are logged or saved, or where the run is laid out, never the
-# trajectory of the parameters.
-RELAUNCH_FIELDS = ("mesh", "log_every_steps", "eval_every_steps", "checkpoint_every_steps",
-                   "sample_every_steps", "num_samples", "keep_checkpoints",
-                   "eval_batch_size", "eval_max_examples", "data_dir", "manual_dir")
-
-# Fields added to the configs after workdirs were made without them, each with the value that
-# does what the code did before the field existed: a saved config that lacks the field is the
-# same experiment as a new one that holds this value. Add a field here when you add it to a config.
-ADDED_FIELDS = {"model.ddim_spacing": "uniform", "model.split_prior": "standard",
-                "model.res_blocks": 0}
-
-
-def flat_dict(d, prefix=""):
-  """{"a": {"b": 1}} -> {"a.b": 1}: nested dicts as one level of dotted keys."""
-  out = {}
-  for k, v in d.items():
-    if isinstance(v, dict):
-      out.update(flat_dict(v, f"{prefix}{k}."))
-    else:
-      out[f"{prefix}{k}"] = v
-  return out
-
-
-def config_to_json(config) -> str:
-  return json.dumps(config.to_dict(), indent=2, sort_keys=True, default=str)
-
-
-def check_or_write_config(workdir: str, config, write: bool = True) -> None:
-  """Refuses a workdir created by a different config; records the config otherwise."""
-  path = os.path.join(workdir, "config.json")
-  new = json.loads(config_to_json(config))
-  if os.path.exists(path):
-    try:
-      with open(path) as f:
-        old = json.load(f)
-    except (OSError, json.JSONDecodeError) as e:
-      raise UserError(f"{path} is unreadable ({e}); this workdir's config is unknown: "
-                      "use a new --workdir.") from None
-    a, b = flat_dict(old), flat_dict(new)
-    for k, value in ADDED_FIELDS.items():     # a field the saved config predates
-      if k in b and k not in a and b[k] == value:
-        a[k] = value
-    diff = sorted(k for k in set(a) | set(b)
-                  if a.get(k) != b.get(k) and k.split(".")[0] not in RELAUNCH_FIELDS)
-    if diff:
-      shown = ", ".join(f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in diff[:6])
-      raise UserError(
-          f"The workdir {workdir} was created by a different config ({shown}"
-          f"{', ...' if len(diff) > 6 else ''}). Use a new --workdir for a new "
-          "experiment, or relaunch with the original config to resume.")
-    return
-  if write:
-    os.makedirs(workdir, exist_ok=True)
-    with open(path + ".tmp", "w") as f:
-      f.write(config_to_json(config))
-    os.replace(path + ".tmp", path)
-
 
 def make_manager(workdir: str, keep: int = 3) -> ocp.CheckpointManager:
   return ocp.CheckpointManager(

@@ -15,6 +15,7 @@ import jax
 import numpy as np
 
 from gen_jax.data.info import PLANNING_INFO
+from gen_jax.train import build as build_lib
 from gen_jax.train import loop
 from gen_jax.train import sharding as shard_lib
 
@@ -34,12 +35,13 @@ def count_params(abstract_params) -> int:
   return sum(math.prod(x.shape) for x in jax.tree.leaves(abstract_params))
 
 
-def plan(config, compile_step: bool = True) -> dict:
-  """Parameter count, bytes/device of params + optimizer + EMA, step FLOPs and memory."""
+def plan(config, compile_step: bool = True, stage1=None) -> dict:
+  """Parameter count, bytes/device of params + optimizer + EMA, step FLOPs and memory
+  (`stage1`: a two-stage config's loaded stage-1 run, `gen_jax.workdir.stage1_of`)."""
   info = PLANNING_INFO.get(config.dataset)
   if info is not None and info.kind == "text":
     info = dataclasses.replace(info, shape=(config.seq_len + 1,))
-  run = loop.build(config, info=info)
+  run = build_lib.build(config, stage1=stage1, info=info)
   state = run.abstract_state
   report = {
       "paradigm": config.paradigm, "dataset": config.dataset,
@@ -52,7 +54,7 @@ def plan(config, compile_step: bool = True) -> dict:
       },
   }
   if compile_step:
-    batch = loop.example_batch(run.info, config.batch_size)
+    batch = build_lib.example_batch(run.info, config.batch_size)
     batch_sharding = shard_lib.batch_sharding(run.mesh)
     abstract_batch = {k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=batch_sharding)
                       for k, v in batch.items()}

@@ -17,7 +17,7 @@ import jax
 import numpy as np
 
 from experiments.configs import gan
-from gen_jax.train import loop
+from gen_jax import workdir as workdir_lib
 from gen_jax.train import sharding
 from gen_jax.train.metrics import read_metrics
 from tests.train.conftest import tiny_vae_config
@@ -40,7 +40,7 @@ def main(root, one_device_workdir=None):
   assert jax.device_count() == 8, jax.devices()
   sharding.FSDP_MIN_SIZE = 64
   if one_device_workdir:
-    _, state, _ = loop.restore(one_device_workdir, mesh="data=4,fsdp=2")
+    _, state, _ = workdir_lib.restore(one_device_workdir, mesh="data=4,fsdp=2")
     assert any(not x.sharding.is_fully_replicated for x in jax.tree.leaves(state.params))
     np.savez(os.path.join(root, "restored_on_8.npz"),
              *[np.asarray(x) for x in jax.tree.leaves(state.params)])
@@ -53,7 +53,7 @@ def main(root, one_device_workdir=None):
       config = make_config()
       config.mesh = mesh
       workdir = os.path.join(root, f"{family}_{mesh.replace(',', '_').replace('=', '')}")
-      state = loop.train(config, workdir, progress=False)
+      state = workdir_lib.train(config, workdir, progress=False)
       losses[family][mesh] = [r["loss"] for r in read_metrics(workdir) if "loss" in r]
       if mesh == "data=4,fsdp=2":
         sharded_leaves += sum(1 for x in jax.tree.leaves(state.params)

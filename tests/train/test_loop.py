@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from gen_jax.errors import NonFiniteError, UserError
-from gen_jax.train import loop
+from gen_jax import workdir as workdir_lib
+from gen_jax.train import build as build_lib
 from gen_jax.train.metrics import read_metrics
 from tests.train.conftest import tiny_vae_config
 
@@ -35,7 +36,7 @@ def losses(workdir):
 
 def test_train_writes_the_workdir_contract(tmp_path):
   config = tiny_vae_config()
-  state = loop.train(config, str(tmp_path), progress=False)
+  state = workdir_lib.train(config, str(tmp_path), progress=False)
   assert int(state.step) == 12
   for name in ("config.json", "metrics.jsonl", "samples/step_12.png"):
     assert (tmp_path / name).exists(), name
@@ -51,45 +52,42 @@ def test_train_writes_the_workdir_contract(tmp_path):
 def test_periodic_eval_can_score_a_subset(tmp_path):
   config = tiny_vae_config(eval_max_examples=100, num_train_steps=4, checkpoint_every_steps=4,
                            eval_every_steps=2, sample_every_steps=4)
-  loop.train(config, str(tmp_path), progress=False)
+  workdir_lib.train(config, str(tmp_path), progress=False)
   counts = [r["eval/num_examples"] for r in read_metrics(str(tmp_path))
             if "eval/num_examples" in r]
   assert counts == [100, 100]                          # steps 2 and 4
 
 
-def test_resume_is_bitwise_identical_to_an_uninterrupted_run(tmp_path):
+def test_resume_is_bitwise_identical_to_an_uninterrupted_run(tmp_path, monkeypatch):
   config = tiny_vae_config(ema_decay=0.9)
-  full = loop.train(config, str(tmp_path / "full"), progress=False)
+  full = workdir_lib.train(config, str(tmp_path / "full"), progress=False)
   # "Crash" after step 8: train a copy of the run to 8 steps, then drop the
   # step-8 metrics and relaunch; it must resume from the checkpoint at 8.
   interrupted = str(tmp_path / "interrupted")
   short = tiny_vae_config(ema_decay=0.9, num_train_steps=12)
   short.lock()
   # Stop early through SIGTERM's code path: the flag is checked every step.
-  import gen_jax.train.loop as loop_mod
-  original = loop_mod._SigtermFlag.__enter__
+  from gen_jax.train import loop
+  original = loop.StopRequest.__enter__
 
   def stop_at_6(self):
     result = original(self)
     calls = {"n": 0}
-    orig_put = loop_mod.Run.put_batch
+    orig_put = build_lib.Run.put_batch
 
     def counting_put(run_self, batch):
       calls["n"] += 1
       if calls["n"] == 6:
-        self.raised = True
+        self.requested = True
       return orig_put(run_self, batch)
-    loop_mod.Run.put_batch = counting_put
-    self._restore_put = lambda: setattr(loop_mod.Run, "put_batch", orig_put)
+    monkeypatch.setattr(build_lib.Run, "put_batch", counting_put)
     return result
 
-  loop_mod._SigtermFlag.__enter__ = stop_at_6
-  try:
-    partial = loop.train(short, interrupted, progress=False)
-  finally:
-    loop_mod._SigtermFlag.__enter__ = original
+  monkeypatch.setattr(loop.StopRequest, "__enter__", stop_at_6)
+  partial = workdir_lib.train(short, interrupted, progress=False)
+  monkeypatch.undo()
   assert int(partial.step) == 6
-  resumed = loop.train(config, interrupted, progress=False)
+  resumed = workdir_lib.train(config, interrupted, progress=False)
   assert int(resumed.step) == 12
   assert_trees_bitwise_equal(full.params, resumed.params)
   assert_trees_bitwise_equal(full.ema_params, resumed.ema_params)
@@ -98,35 +96,36 @@ def test_resume_is_bitwise_identical_to_an_uninterrupted_run(tmp_path):
 
 
 def test_a_workdir_from_another_config_is_refused(tmp_path):
-  loop.train(tiny_vae_config(num_train_steps=2), str(tmp_path), progress=False)
+  workdir_lib.train(tiny_vae_config(num_train_steps=2), str(tmp_path), progress=False)
   other = tiny_vae_config(num_train_steps=2)
   other.optimizer.learning_rate = 0.5
   with pytest.raises(UserError, match="different config.*optimizer.learning_rate"):
-    loop.train(other, str(tmp_path), progress=False)
+    workdir_lib.train(other, str(tmp_path), progress=False)
   # Fields that only change logging frequency may differ between launches.
-  loop.train(tiny_vae_config(num_train_steps=2, log_every_steps=2), str(tmp_path), progress=False)
+  workdir_lib.train(tiny_vae_config(num_train_steps=2, log_every_steps=2), str(tmp_path), progress=False)
 
 
 def test_a_workdir_saved_before_a_field_existed_resumes_with_its_old_behaviour(tmp_path):
-  """A saved config lacking a field of checkpoint.ADDED_FIELDS matches a new config holding the
+  """A saved config lacking a field of workdir.ADDED_FIELDS matches a new config holding the
   value that reproduces the old behaviour, and no other value."""
-  from gen_jax.train import checkpoint
-  assert checkpoint.ADDED_FIELDS["model.split_prior"] == "standard"
+  check = lambda config: workdir_lib.check_or_write_config(
+      str(tmp_path), workdir_lib.config_record(config))
+  assert workdir_lib.ADDED_FIELDS["model.split_prior"] == "standard"
   config = tiny_vae_config(num_train_steps=2)
   config.model.split_prior = "standard"
-  checkpoint.check_or_write_config(str(tmp_path), config)
+  check(config)
   path = tmp_path / "config.json"
   saved = json.loads(path.read_text())
   del saved["model"]["split_prior"]                 # as written before the field existed
   path.write_text(json.dumps(saved))
-  checkpoint.check_or_write_config(str(tmp_path), config)
+  check(config)
   config.model.split_prior = "learned"
   with pytest.raises(UserError, match="different config.*model.split_prior: None -> 'learned'"):
-    checkpoint.check_or_write_config(str(tmp_path), config)
+    check(config)
   other = tiny_vae_config(num_train_steps=2)
   other.model.new_field = 1                         # a field not in ADDED_FIELDS still differs
   with pytest.raises(UserError, match="model.new_field"):
-    checkpoint.check_or_write_config(str(tmp_path), other)
+    check(other)
 
 
 def diverging_config(**overrides):
@@ -146,16 +145,16 @@ def diverging_config(**overrides):
 def test_nan_halts_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
   # w_s = (-2)^s: the global gradient norm sqrt((2 w)^2) squares 2^64 at s = 63 -> inf.
   with pytest.raises(NonFiniteError, match=r"gradient norm became NaN/inf at step 63"):
-    loop.train(diverging_config(), str(tmp_path), progress=False)
+    workdir_lib.train(diverging_config(), str(tmp_path), progress=False)
   steps = sorted(int(s) for s in os.listdir(tmp_path / "checkpoints"))
   assert steps[-1] == 60
-  run, state, step = loop.restore(str(tmp_path))
+  run, state, step = workdir_lib.restore(str(tmp_path))
   assert step == 60
   np.testing.assert_equal(float(state.params["w"]), (-2.0) ** 60)
 
 
 def test_nonfinite_steps_can_be_skipped(tmp_path):
-  state = loop.train(diverging_config(on_nonfinite="skip"), str(tmp_path), progress=False)
+  state = workdir_lib.train(diverging_config(on_nonfinite="skip"), str(tmp_path), progress=False)
   assert int(state.step) == 80
   assert np.isfinite(float(state.params["w"]))
   assert int(state.nonfinite_step) == 63
@@ -165,11 +164,11 @@ def test_two_player_schedule_updates_only_the_scheduled_player(tmp_path):
   config = tiny_vae_config(num_train_steps=3, eval_every_steps=1000)
   config.paradigm = "tests.train.toy_paradigms"
   config.model = {"kind": "two_player", "schedule": ("a",)}
-  state = loop.train(config, str(tmp_path / "a_only"), progress=False)
+  state = workdir_lib.train(config, str(tmp_path / "a_only"), progress=False)
   assert float(state.params["a"]["v"]) != 0.0
   assert float(state.params["b"]["v"]) == 0.0        # bitwise unchanged
   config.model = {"kind": "two_player", "schedule": ("a", "a", "b")}
-  state = loop.train(config, str(tmp_path / "both"), progress=False)
+  state = workdir_lib.train(config, str(tmp_path / "both"), progress=False)
   assert float(state.params["b"]["v"]) != 0.0
   assert set(state.opt_state) == {"a", "b"}
 

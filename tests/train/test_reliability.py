@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from gen_jax.errors import UserError
-from gen_jax.train import loop
+from gen_jax import workdir as workdir_lib
 from gen_jax.train import sharding
 from gen_jax.train.metrics import read_metrics
 from tests.train.conftest import tiny_vae_config
@@ -21,9 +21,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 
 def test_same_seed_same_losses_other_seed_differs(tmp_path):
-  a = loop.train(tiny_vae_config(num_train_steps=4), str(tmp_path / "a"), progress=False)
-  b = loop.train(tiny_vae_config(num_train_steps=4), str(tmp_path / "b"), progress=False)
-  c = loop.train(tiny_vae_config(num_train_steps=4, seed=1), str(tmp_path / "c"), progress=False)
+  a = workdir_lib.train(tiny_vae_config(num_train_steps=4), str(tmp_path / "a"), progress=False)
+  b = workdir_lib.train(tiny_vae_config(num_train_steps=4), str(tmp_path / "b"), progress=False)
+  c = workdir_lib.train(tiny_vae_config(num_train_steps=4, seed=1), str(tmp_path / "c"), progress=False)
   assert losses(str(tmp_path / "a")) == losses(str(tmp_path / "b"))
   assert_trees_bitwise_equal(a.params, b.params)
   assert losses(str(tmp_path / "a")) != losses(str(tmp_path / "c"))
@@ -32,8 +32,8 @@ def test_same_seed_same_losses_other_seed_differs(tmp_path):
 
 def test_a_corrupted_newest_checkpoint_is_named_kept_and_skipped(tmp_path, caplog):
   workdir = str(tmp_path)
-  full = loop.train(tiny_vae_config(), str(tmp_path / "reference"), progress=False)
-  loop.train(tiny_vae_config(), workdir, progress=False)
+  full = workdir_lib.train(tiny_vae_config(), str(tmp_path / "reference"), progress=False)
+  workdir_lib.train(tiny_vae_config(), workdir, progress=False)
   # Truncate every array file of the newest step (12), as a full disk would.
   newest = tmp_path / "checkpoints" / "12" / "state"
   for root, _, files in os.walk(newest):
@@ -44,7 +44,7 @@ def test_a_corrupted_newest_checkpoint_is_named_kept_and_skipped(tmp_path, caplo
   shutil.copytree(tmp_path / "checkpoints" / "8",
                   tmp_path / "checkpoints" / "16.orbax-checkpoint-tmp-1234")
   with caplog.at_level("WARNING"):
-    resumed = loop.train(tiny_vae_config(), workdir, progress=False)
+    resumed = workdir_lib.train(tiny_vae_config(), workdir, progress=False)
   assert "Checkpoint step 12" in caplog.text and "12.corrupt" in caplog.text
   assert (tmp_path / "checkpoints" / "12.corrupt").is_dir()          # kept, not deleted
   assert_trees_bitwise_equal(full.params, resumed.params)             # retrained 8 -> 12
@@ -71,8 +71,8 @@ def test_sigkill_mid_run_then_relaunch_is_bitwise_identical(tmp_path):
   relaunch = _launch(workdir)
   _, err = relaunch.communicate(timeout=900)
   assert relaunch.returncode == 0, err[-2000:]
-  _, ref_state, _ = loop.restore(str(tmp_path / "reference"))
-  _, state, step = loop.restore(workdir)
+  _, ref_state, _ = workdir_lib.restore(str(tmp_path / "reference"))
+  _, state, step = workdir_lib.restore(workdir)
   assert step == 150
   assert_trees_bitwise_equal(ref_state.params, state.params)
   assert_trees_bitwise_equal(ref_state.opt_state, state.opt_state)

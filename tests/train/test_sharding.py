@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from gen_jax.errors import UserError
-from gen_jax.train import loop
+from gen_jax import workdir as workdir_lib
 from gen_jax.train import sharding
 from tests.train.conftest import tiny_vae_config
 
@@ -28,7 +28,7 @@ def test_parse_mesh():
 def eight_device_run(tmp_path_factory):
   root = str(tmp_path_factory.mktemp("mesh"))
   one_device = os.path.join(root, "one_device_vae")
-  loop.train(tiny_vae_config(num_train_steps=4), one_device, progress=False)
+  workdir_lib.train(tiny_vae_config(num_train_steps=4), one_device, progress=False)
   env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8",
          "JAX_PLATFORMS": "cpu"}
   proc = subprocess.run([sys.executable, "-m", "tests.train.mesh_equivalence", root, one_device], cwd=REPO,
@@ -50,7 +50,7 @@ def test_losses_match_across_meshes(eight_device_run):
 def test_a_checkpoint_saved_on_8_devices_restores_on_1(eight_device_run):
   root, _ = eight_device_run
   assert jax.device_count() == 1
-  _, state, step = loop.restore(os.path.join(root, "vae_data4_fsdp2"))
+  _, state, step = workdir_lib.restore(os.path.join(root, "vae_data4_fsdp2"))
   assert step == 4
   saved = np.load(os.path.join(root, "vae_fsdp_params.npz"))
   restored = jax.tree.leaves(state.params)
@@ -61,7 +61,7 @@ def test_a_checkpoint_saved_on_8_devices_restores_on_1(eight_device_run):
 
 def test_a_checkpoint_saved_on_1_device_restores_on_8(eight_device_run):
   root, _ = eight_device_run
-  _, state, _ = loop.restore(os.path.join(root, "one_device_vae"))
+  _, state, _ = workdir_lib.restore(os.path.join(root, "one_device_vae"))
   on_8 = np.load(os.path.join(root, "restored_on_8.npz"))
   leaves = jax.tree.leaves(state.params)
   assert len(on_8.files) == len(leaves)
