@@ -20,7 +20,7 @@ from jax.scipy.stats import norm
 
 from gen_jax.data.info import DatasetInfo
 from gen_jax.losses import score_matching as sm
-from gen_jax.paradigms import _diffusion_common as common
+from gen_jax.paradigms import diffusion as common
 from gen_jax.paradigms import ddpm, edm, flow_matching, score_sde
 
 POINTS = DatasetInfo(name='toy2d/eight_gaussians', kind='points', shape=(2,))

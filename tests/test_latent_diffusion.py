@@ -25,7 +25,7 @@ from experiments.configs import vae as vae_config
 from gen_jax import data as data_lib
 from gen_jax.data.info import DatasetInfo
 from gen_jax.errors import UserError
-from gen_jax.paradigms import _diffusion_common as common
+from gen_jax.paradigms import diffusion as common
 from gen_jax.paradigms import edm
 from gen_jax.paradigms.vae import VAENet
 from gen_jax import workdir as workdir_lib

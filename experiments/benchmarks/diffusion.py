@@ -131,7 +131,7 @@ def edm_denoiser_from_ddpm(model_config, info, params):
   App. C.1): sigma_n = sqrt((1 - abar_n) / abar_n); a continuous step index n(sigma) is
   interpolated in log sigma; x_vp = x / sqrt(1 + sigma^2); D = x - sigma eps(x_vp, n)."""
   from gen_jax.losses import score_matching as sm
-  from gen_jax.paradigms import _diffusion_common as common, ddpm
+  from gen_jax.paradigms import diffusion as common, ddpm
   spec = ddpm.make_spec(model_config, info)
   net = common.build_net(model_config, info, 'ddpm')
   schedule = sm.get_discrete_schedule(model_config.schedule, model_config.num_diffusion_steps)

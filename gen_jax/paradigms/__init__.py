@@ -23,6 +23,11 @@ def load_paradigm(config, info) -> Paradigm:
     raise UserError(
         f"Unknown paradigm {name!r}: there is no module {module_name}. Set config.paradigm "
         "to the name of a module in gen_jax/paradigms/ (or a dotted module path).") from None
+  if not callable(getattr(module, "make", None)):
+    raise UserError(
+        f"config.paradigm={name!r}: module {module_name} has no make(model_config, info), so it "
+        "is not a paradigm (gen_jax.paradigms.diffusion and .flow are families that paradigms "
+        "build on). Set config.paradigm to a paradigm module such as 'ddpm' or 'glow'.")
   return module.make(config.model, info)
 
 

@@ -10,7 +10,7 @@ decoder on the data's levels (a bound, in nats; all T terms, or an unbiased
 estimate from `vlb_num_steps` stratified steps). The training metric
 'bits_per_dim' is a one-step unbiased estimate of the same bound (noisy).
 
-config.model fields (beside _diffusion_common's): num_diffusion_steps (T), schedule
+config.model fields (beside gen_jax.paradigms.diffusion's): num_diffusion_steps (T), schedule
 ('linear' | 'cosine'), prediction ('eps' | 'x0' | 'v'), sampler ('ancestral' | 'ddim'),
 eta and ddim_spacing ('uniform' | 'quadratic') for DDIM, variance ('beta' | 'beta_tilde'),
 clip_denoised, vlb_num_steps (0 = all T).
@@ -22,7 +22,7 @@ import jax.numpy as jnp
 
 from gen_jax.errors import UserError
 from gen_jax.losses import score_matching as sm
-from gen_jax.paradigms import _diffusion_common as common
+from gen_jax.paradigms import diffusion as common
 from gen_jax.paradigms.base import Paradigm
 from gen_jax.samplers import diffusion as samplers
 

@@ -9,7 +9,7 @@ exact likelihood of the ODE dx/dsigma = (x - D(x; sigma)) / sigma from sigma_min
 sigma_max with prior N(0, sigma_max^2 I) (Hutchinson trace, diffrax), of dequantised
 images, converted to the data's levels.
 
-config.model fields (beside _diffusion_common's): sigma_data, p_mean, p_std, sigma_min,
+config.model fields (beside gen_jax.paradigms.diffusion's): sigma_data, p_mean, p_std, sigma_min,
 sigma_max, rho, s_churn, s_tmin, s_tmax, s_noise, heun, trace, rtol, atol.
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ import jax.numpy as jnp
 
 from gen_jax.eval.ode_likelihood import gaussian_logp, ode_log_likelihood
 from gen_jax.losses import score_matching as sm
-from gen_jax.paradigms import _diffusion_common as common
+from gen_jax.paradigms import diffusion as common
 from gen_jax.paradigms.base import Paradigm
 from gen_jax.samplers import diffusion as samplers
 

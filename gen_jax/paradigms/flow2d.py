@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from gen_jax.errors import UserError
 from gen_jax.nets.flows import VectorFlow
-from gen_jax.paradigms import _flow_common
+from gen_jax.paradigms import flow as flow_lib
 from gen_jax.paradigms.base import Paradigm
 
 
@@ -23,4 +23,4 @@ def make(model_config, info) -> Paradigm:
         f"realnvp / glow paradigms for images.")
   flow = VectorFlow(num_steps=model_config.num_steps, hidden=model_config.hidden,
                     num_layers=model_config.num_layers)
-  return _flow_common.point_flow_paradigm(flow, info)
+  return flow_lib.point_flow_paradigm(flow, info)

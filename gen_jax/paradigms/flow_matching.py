@@ -7,7 +7,7 @@ x_1 - (1 - sigma_min) x_0. Sampling integrates dx/dt = v(x, t) from 0 to 1 with 
 or Heun steps. log_likelihood: the exact likelihood of that ODE (Hutchinson trace,
 diffrax Tsit5, prior N(0, I) at t = 0) of dequantised images on the data's levels.
 
-config.model fields (beside _diffusion_common's): sigma_min, sampler ('euler' | 'heun'),
+config.model fields (beside gen_jax.paradigms.diffusion's): sigma_min, sampler ('euler' | 'heun'),
 trace, rtol, atol.
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ import jax.numpy as jnp
 from gen_jax.errors import UserError
 from gen_jax.eval.ode_likelihood import gaussian_logp, ode_log_likelihood
 from gen_jax.losses import score_matching as sm
-from gen_jax.paradigms import _diffusion_common as common
+from gen_jax.paradigms import diffusion as common
 from gen_jax.paradigms.base import Paradigm
 from gen_jax.samplers import diffusion as samplers
 

@@ -15,7 +15,7 @@ coordinate (Rombach et al. rescale by one global factor 1 / std for the same rea
 The objective, its sampler and its network are the existing ones, unchanged: the
 `DiffusionSpec` of `model.objective` ('ddpm' | 'score_sde' | 'edm' | 'flow_matching',
 configured by that paradigm's own `config.model` fields) bound by
-`_diffusion_common.make_paradigm` to the ScoreMLP of 2-D points, applied to u flattened
+`gen_jax.paradigms.diffusion.make_paradigm` to the ScoreMLP of 2-D points, applied to u flattened
 to a vector of prod(latent_shape) coordinates.
 
 Sampling: u ~ the objective's sampler, z = m + s u, x = E[x | z] of the frozen VAE
@@ -44,7 +44,7 @@ import jax.numpy as jnp
 
 from gen_jax.data.info import DatasetInfo
 from gen_jax.errors import UserError
-from gen_jax.paradigms import _diffusion_common as common
+from gen_jax.paradigms import diffusion as common
 from gen_jax.paradigms.base import Paradigm
 
 OBJECTIVES = ('ddpm', 'score_sde', 'edm', 'flow_matching')

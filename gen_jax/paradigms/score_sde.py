@@ -11,7 +11,7 @@ ODE's exact likelihood (Hutchinson trace, diffrax Tsit5) of uniformly dequantise
 images, converted to the data's levels (a bound on log P of the levels; exact for the
 dequantised density up to the solver and the Hutchinson noise).
 
-config.model fields (beside _diffusion_common's): sde ('vp' | 'subvp' | 've'),
+config.model fields (beside gen_jax.paradigms.diffusion's): sde ('vp' | 'subvp' | 've'),
 beta_min, beta_max, sigma_min, sigma_max, weighting ('uniform' | 'likelihood'),
 sampler, snr, corrector_steps, sample_t_min, trace ('hutchinson' | 'exact'), rtol, atol.
 """
@@ -23,7 +23,7 @@ import jax.numpy as jnp
 from gen_jax.errors import UserError
 from gen_jax.eval.ode_likelihood import gaussian_logp, ode_log_likelihood
 from gen_jax.losses import score_matching as sm
-from gen_jax.paradigms import _diffusion_common as common
+from gen_jax.paradigms import diffusion as common
 from gen_jax.paradigms.base import Paradigm
 from gen_jax.samplers import diffusion as samplers
 
