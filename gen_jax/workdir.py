@@ -340,9 +340,9 @@ def train(config, workdir: str, *, paradigm=None, progress: bool = True) -> Trai
   if config.on_nonfinite not in ("halt", "skip"):
     raise UserError(f"config.on_nonfinite={config.on_nonfinite!r}; use 'halt' or 'skip'.")
   record = config_record(config, describe_paradigm(paradigm) if paradigm is not None else "")
-  check_or_write_config(workdir, record, write=is_main)
+  check_or_write_config(workdir, record, write=False)      # a foreign workdir is refused first
   run = build(config, paradigm=paradigm)
-  check_same_stage1(workdir, run.data_kwargs.get("stage1"), write=is_main)
+  check_same_stage1(workdir, run.data_kwargs.get("stage1"), write=False)
 
   def new_train_iter():
     return data_lib.train_iterator(
@@ -350,6 +350,10 @@ def train(config, workdir: str, *, paradigm=None, progress: bool = True) -> Trai
         process_index=jax.process_index(), process_count=jax.process_count(), **run.data_kwargs)
 
   train_iter = new_train_iter()
+  # Only a config that built and found its data is recorded: a failed launch leaves the
+  # workdir as it was, and the corrected command is not refused as "a different config".
+  check_or_write_config(workdir, record, write=is_main)
+  check_same_stage1(workdir, run.data_kwargs.get("stage1"), write=is_main)
   manager = ckpt_lib.make_manager(workdir, config.keep_checkpoints)
   state, start = ckpt_lib.restore_latest(manager, run.abstract_state, train_iter,
                                          quarantine=is_main)
