@@ -31,14 +31,45 @@ def maybe_initialize_distributed() -> None:
   logging.info("jax.distributed: process %d of %d", jax.process_index(), jax.process_count())
 
 
+HELP_FLAGS = ("--help", "-h", "--helpshort", "--helpfull", "-?")
+
+
+def _config_file_error(argv) -> str | None:
+  """One line for a --config that names no file (ml_collections' own report is a traceback)."""
+  for a in argv[1:]:
+    if a.startswith("--config="):
+      path = a.split("=", 1)[1].split(":", 1)[0]
+      if path and not os.path.isfile(path):
+        here = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
+        known = sorted(f for f in os.listdir(here) if f.endswith(".py") and not f.startswith("_")
+                       and f not in ("__init__.py", "common.py"))
+        return (f"error: --config={path}: no such file (from {os.getcwd()}). Configs: "
+                f"{', '.join('experiments/configs/' + k for k in known)}, each with a dataset "
+                "argument, e.g. --config=experiments/configs/vae.py:digits.")
+  return None
+
+
 def parse_flags(argv):
-  """absl's flag parsing, with an unknown `--config.FIELD` override said in one line."""
+  """absl's flag parsing, with each mistake said in one line (exit 2), and --help exit 0."""
+  if bad := _config_file_error(argv):
+    print(bad, file=sys.stderr)
+    sys.exit(2)
   try:
     return flags.FLAGS(argv)
+  except SystemExit as e:          # absl's --help prints the usage, then exits 1
+    if any(a in HELP_FLAGS for a in argv[1:]):
+      sys.exit(0)
+    raise e
   except (AttributeError, KeyError) as e:
-    name = str(e).strip("\"'")
+    while e.args and isinstance(e.args[0], BaseException):    # AttributeError(KeyError(...))
+      e = e.args[0]
+    text = e.args[0] if e.args and isinstance(e.args[0], str) else str(e)
+    name, _, hint = text.partition("\n")
+    name = name.strip("\"' ")
     bad = [a.split("=")[0] for a in argv[1:] if a.startswith("--config.") and name in a]
-    print(f"error: unknown config field {bad[0] if bad else name!r} in an override; check "
+    hint = f" {hint.strip()}" if hint.strip() else ""
+    name = f"--config.{name}" if not bad and not name.startswith("--") else name
+    print(f"error: unknown config field {bad[0] if bad else name!r} in an override.{hint} Check "
           "its spelling against the config file (every field is listed there).", file=sys.stderr)
     sys.exit(2)
   except flags.Error as e:

@@ -5,12 +5,12 @@ r"""Evaluates a trained workdir on a held-out split.
 
 Prints a human-readable line, then (last line) one JSON object with at least
 `bits_per_dim` (null for families without a likelihood), `bound` and `split`
-(and `nats_per_token` for text); also writes it to `<workdir>/eval.json`.
+(and `nats_per_token` for text); also writes it to `<workdir>/eval.json` and appends it to
+`<workdir>/eval_history.jsonl` (every evaluation keeps its step).
 """
 from __future__ import annotations
 
 import json
-import os
 
 from absl import app, flags
 
@@ -61,12 +61,11 @@ def main(argv):
   del argv
   common.maybe_initialize_distributed()
   result = workdir_lib.evaluate(FLAGS.workdir, FLAGS.split, FLAGS.iwae_k, FLAGS.max_examples,
-                                 vlb_num_steps=FLAGS.vlb_num_steps)
+                                 vlb_num_steps=FLAGS.vlb_num_steps, write=False)
   num = FLAGS.num_samples or (1000 if result["bits_per_dim"] is None else 0)
   if num and image_source(workdir_lib.load_config(FLAGS.workdir)).dataset in ("digits", "mnist_idx"):
     result.update(sample_scores(FLAGS.workdir, FLAGS.split, num))
-    with open(os.path.join(FLAGS.workdir, "eval.json"), "w") as f:
-      json.dump(result, f, indent=2)
+  workdir_lib.write_eval(FLAGS.workdir, result)
   if result.get("bits_per_dim") is not None:
     kind = "bound" if result["bound"] else "exact"
     print(f"{result['paradigm']} on {result['dataset']} ({result['split']}, step {result['step']}): "

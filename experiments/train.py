@@ -10,6 +10,11 @@ printed, with whether they fit common accelerators:
 
   python -m experiments.train --config=experiments/configs/ddpm.py:cifar10 --workdir=/tmp/x --dry_run
 
+Relaunched with the same command it resumes (bitwise); SIGTERM or Ctrl-C saves a
+checkpoint and stops (Ctrl-C: exit 130; a second Ctrl-C aborts at once). A run may be
+continued with a change: num_train_steps, on_nonfinite and the intervals freely, any
+other field with --resume_changes=FIELD,... (recorded in config.json's history).
+
 At the end it prints the final test-split evaluation the loop logged
 (bits/dim, exact or bound); `experiments/evaluate.py` recomputes it on demand.
 """
@@ -17,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 
 import jax
 from absl import app, flags
@@ -24,11 +30,19 @@ from ml_collections import config_flags
 
 from experiments import common
 from gen_jax import workdir as workdir_lib
+from gen_jax.train.loop import StopRequest
 from gen_jax.train.metrics import read_metrics
 
 config_flags.DEFINE_config_file("config", None, "Config file, e.g. experiments/configs/vae.py:digits.",
                                 lock_config=True)
 flags.DEFINE_string("workdir", None, "Where checkpoints, metrics and samples go.")
+flags.DEFINE_bool("restart", False, "When the workdir's checkpoints exist but none restores, set "
+                  "them and metrics.jsonl aside and train from step 0 (without it the run "
+                  "stops, naming each checkpoint and why).")
+flags.DEFINE_list("resume_changes", [], "Config fields (dotted, or a prefix such as 'optimizer') "
+                  "that may differ from the workdir's saved config: continue the run with them "
+                  "changed (recorded in config.json's history). num_train_steps, on_nonfinite "
+                  "and the logging/eval/checkpoint/sample intervals may always change.")
 flags.DEFINE_bool("dry_run", False, "Plan the run abstractly (see the module docstring).")
 flags.DEFINE_integer("dry_run_devices", 8, "Fake devices for --dry_run's mesh.")
 flags.DEFINE_bool("dry_run_compile", True, "--dry_run: compile the step for FLOPs and activations.")
@@ -61,10 +75,15 @@ def main(argv):
   if FLAGS.dry_run:
     return dry_run(config)
   common.maybe_initialize_distributed()
-  state = workdir_lib.train(config, FLAGS.workdir)
+  stop = StopRequest()
+  state = workdir_lib.train(config, FLAGS.workdir, restart=FLAGS.restart,
+                            resume_changes=FLAGS.resume_changes, stop=stop)
   step = int(jax.device_get(state.step))
   if step < config.num_train_steps:
-    print(f"Stopped at step {step} (SIGTERM); relaunch the same command to resume.")
+    print(f"Stopped at step {step} ({stop.signal}); its checkpoint is saved: relaunch the same "
+          "command to resume.")
+    if stop.signal == "SIGINT":
+      sys.exit(130)
     return
   evals = [r for r in read_metrics(FLAGS.workdir) if "eval/bits_per_dim" in r]
   summary = {"step": step, "workdir": FLAGS.workdir}

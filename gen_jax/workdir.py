@@ -44,7 +44,7 @@ from gen_jax.train import build as build_lib
 from gen_jax.train import checkpoint as ckpt_lib
 from gen_jax.train import loop
 from gen_jax.train import sharding as shard_lib
-from gen_jax.train.metrics import MetricWriter
+from gen_jax.train.metrics import MetricWriter, read_metrics
 from gen_jax.train.state import TrainState
 
 # Fields that may differ between launches of one run: they change how often
@@ -60,12 +60,20 @@ RELAUNCH_FIELDS = ("mesh", "log_every_steps", "eval_every_steps", "checkpoint_ev
 ADDED_FIELDS = {"model.ddim_spacing": "uniform", "model.split_prior": "standard",
                 "model.res_blocks": 0}
 
+# Fields that may change when a run is continued in its workdir (besides RELAUNCH_FIELDS):
+# how long it trains and what a NaN/inf does. Each change is recorded in config.json's
+# "history". Any other field may change only when named in `resume_changes`.
+CONTINUE_FIELDS = ("num_train_steps", "on_nonfinite")
+
 # config.stage1 fields that say where the stage-1 run is; every other field is an expectation
 # of its saved config (`check_expected`).
 STAGE1_LINK_FIELDS = ("workdir", "step")
 
-# The config.json key that names a paradigm given to `train` in code instead of config.paradigm.
+# The config.json key that names a paradigm given to `train` in code instead of config.paradigm,
+# and the one that lists the deliberate changes of a continued run.
 USER_PARADIGM_KEY = "user_paradigm"
+HISTORY_KEY = "history"
+_NOT_CONFIG = (USER_PARADIGM_KEY, HISTORY_KEY)
 
 
 # ----------------------------------------------------------------- config ---
@@ -96,34 +104,75 @@ def config_record(config, user_paradigm: str = "") -> dict:
   return record
 
 
-def check_or_write_config(workdir: str, record: dict, write: bool = True) -> None:
-  """Refuses a workdir created by a different config; records the config otherwise."""
+def _read_record(path: str) -> dict:
+  try:
+    with open(path) as f:
+      return json.load(f)
+  except (OSError, json.JSONDecodeError) as e:
+    raise UserError(f"{path} is unreadable ({e}); this workdir's config is unknown: "
+                    "use a new --workdir.") from None
+
+
+def _matches(field: str, names) -> bool:
+  """`field` is one of `names` or lies under one ("optimizer" covers optimizer.learning_rate)."""
+  return any(field == n or field.startswith(n + ".") for n in names)
+
+
+def config_changes(workdir: str, record: dict, allowed=()) -> dict:
+  """{field: (saved, new)} of the deliberate changes from the saved config.json to `record`.
+
+  Fields in RELAUNCH_FIELDS may always differ (and are not reported); CONTINUE_FIELDS and
+  the fields `allowed` names are reported; any other difference is refused with a
+  UserError naming the fields and the ways on. No config.json: {}.
+  """
   path = os.path.join(workdir, "config.json")
-  if os.path.exists(path):
-    try:
-      with open(path) as f:
-        old = json.load(f)
-    except (OSError, json.JSONDecodeError) as e:
-      raise UserError(f"{path} is unreadable ({e}); this workdir's config is unknown: "
-                      "use a new --workdir.") from None
-    a, b = flat_dict(old), flat_dict(record)
-    for k, value in ADDED_FIELDS.items():     # a field the saved config predates
-      if k in b and k not in a and b[k] == value:
-        a[k] = value
-    diff = sorted(k for k in set(a) | set(b)
-                  if a.get(k) != b.get(k) and k.split(".")[0] not in RELAUNCH_FIELDS)
-    if diff:
-      shown = ", ".join(f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in diff[:6])
-      raise UserError(
-          f"The workdir {workdir} was created by a different config ({shown}"
-          f"{', ...' if len(diff) > 6 else ''}). Use a new --workdir for a new "
-          "experiment, or relaunch with the original config (and paradigm) to resume.")
-    return
-  if write:
-    os.makedirs(workdir, exist_ok=True)
-    with open(path + ".tmp", "w") as f:
-      json.dump(record, f, indent=2, sort_keys=True)
-    os.replace(path + ".tmp", path)
+  if not os.path.exists(path):
+    return {}
+  old = {k: v for k, v in _read_record(path).items() if k != HISTORY_KEY}
+  a, b = flat_dict(old), flat_dict({k: v for k, v in record.items() if k != HISTORY_KEY})
+  for k, value in ADDED_FIELDS.items():     # a field the saved config predates
+    if k in b and k not in a and b[k] == value:
+      a[k] = value
+  diff = sorted(k for k in set(a) | set(b)
+                if a.get(k) != b.get(k) and k.split(".")[0] not in RELAUNCH_FIELDS)
+  refused = [k for k in diff if not _matches(k, (*CONTINUE_FIELDS, *allowed))]
+  if refused:
+    shown = ", ".join(f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in refused[:6])
+    raise UserError(
+        f"The workdir {workdir} was created by a different config ({shown}"
+        f"{', ...' if len(refused) > 6 else ''}). Use a new --workdir for a new experiment, "
+        "relaunch with the original config (and paradigm) to resume, or continue this run "
+        f"with the change on purpose: --resume_changes={','.join(refused)}.")
+  return {k: (a.get(k), b.get(k)) for k in diff}
+
+
+def write_record(workdir: str, record: dict) -> None:
+  """Writes config.json atomically (the config, the user paradigm, the history)."""
+  os.makedirs(workdir, exist_ok=True)
+  path = os.path.join(workdir, "config.json")
+  with open(path + ".tmp", "w") as f:
+    json.dump(record, f, indent=2, sort_keys=True)
+  os.replace(path + ".tmp", path)
+
+
+def check_or_write_config(workdir: str, record: dict, write: bool = True, allowed=(),
+                          step: int = 0) -> dict:
+  """Refuses a workdir created by a different config; records the config otherwise.
+
+  Returns the deliberate changes (`config_changes`); with `write`, a new workdir gets
+  `record` and a continued one gets `record` with the changes appended to its history
+  (as {"step", "changes", "time"}).
+  """
+  changes = config_changes(workdir, record, allowed)
+  path = os.path.join(workdir, "config.json")
+  if write and not os.path.exists(path):
+    write_record(workdir, record)
+  elif write and changes:
+    history = _read_record(path).get(HISTORY_KEY, [])
+    history.append({"step": int(step), "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                    "changes": {k: list(v) for k, v in changes.items()}})
+    write_record(workdir, {**record, HISTORY_KEY: history})
+  return changes
 
 
 def load_config(workdir: str):
@@ -132,9 +181,9 @@ def load_config(workdir: str):
   if not os.path.exists(path):
     raise UserError(f"{workdir} has no config.json: it is not a gen_jax workdir. Train into it "
                     "first with `python -m experiments.train --config=... --workdir=...`.")
-  with open(path) as f:
-    record = json.load(f)
-  record.pop(USER_PARADIGM_KEY, None)
+  record = _read_record(path)
+  for key in _NOT_CONFIG:
+    record.pop(key, None)
   return ml_collections.ConfigDict(record)
 
 
@@ -329,20 +378,113 @@ def build(config, paradigm=None, info=None) -> build_lib.Run:
   return build_lib.build(config, stage1=stage1_of(config), info=info, paradigm=paradigm)
 
 
-def train(config, workdir: str, *, paradigm=None, progress: bool = True) -> TrainState:
-  """Trains `config` in `workdir`, resuming from its newest checkpoint if any.
+INTERVAL_FIELDS = ("log_every_steps", "eval_every_steps", "checkpoint_every_steps",
+                   "sample_every_steps")
 
-  `paradigm` overrides the one `config.paradigm` names (e.g. a Paradigm built
-  in a notebook around a new loss); `config.json` then records where it came
-  from (`describe_paradigm`), and a relaunch must pass the same one.
-  """
-  is_main = jax.process_index() == 0
+
+def validate(config) -> None:
+  """Refuses, in one UserError each, the run-level fields no training can start with."""
   if config.on_nonfinite not in ("halt", "skip"):
     raise UserError(f"config.on_nonfinite={config.on_nonfinite!r}; use 'halt' or 'skip'.")
+  if not isinstance(config.num_train_steps, int) or config.num_train_steps < 1:
+    raise UserError(f"config.num_train_steps={config.num_train_steps!r}; it must be a whole "
+                    "number >= 1.")
+  for name in INTERVAL_FIELDS:
+    if config[name] < 1:
+      raise UserError(f"config.{name}={config[name]!r}; it must be >= 1 (set it to "
+                      f"config.num_train_steps={config.num_train_steps} to do it once, at the end).")
+  lr = config.optimizer.learning_rate
+  if not (isinstance(lr, (int, float)) and np.isfinite(lr) and lr > 0):
+    raise UserError(f"config.optimizer.learning_rate={lr!r}; it must be a finite number > 0.")
+
+
+class WorkdirLock:
+  """One writer per workdir: an exclusive `fcntl` lock on `<workdir>/.lock`, held while a
+  run trains. The kernel drops it when its process dies, so a killed run never blocks
+  its relaunch; a second writer is refused at once, naming the holder's PID and host.
+  Readers (`restore`, `evaluate`, sampling) take no lock."""
+
+  def __init__(self, workdir: str, enabled: bool = True):
+    self.path = os.path.join(workdir, ".lock")
+    self.enabled = enabled
+    self._file = None
+
+  def __enter__(self):
+    if not self.enabled:
+      return self
+    import fcntl
+    import socket
+    os.makedirs(os.path.dirname(self.path), exist_ok=True)
+    self._file = open(self.path, "a+")
+    try:
+      fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      self._file.seek(0)
+      holder = self._file.read().strip() or "another process"
+      self._file.close()
+      raise UserError(
+          f"{os.path.dirname(self.path)} is being trained by {holder}: two writers would "
+          "interleave its metrics and checkpoints. Wait for that run to end (or stop it), "
+          "or use another --workdir.") from None
+    self._file.seek(0)
+    self._file.truncate()
+    self._file.write(f"PID {os.getpid()} on host {socket.gethostname()} "
+                     f"(since {time.strftime('%Y-%m-%d %H:%M:%S')})\n")
+    self._file.flush()
+    return self
+
+  def __exit__(self, *exc):
+    if self._file is not None:
+      self._file.close()          # closing releases the lock
+
+
+def _set_aside(path: str) -> str:
+  """Renames `path` to `path.before_restart.<n>` (the first free n); returns the new name."""
+  n = 1
+  while os.path.exists(f"{path}.before_restart.{n}"):
+    n += 1
+  os.replace(path, f"{path}.before_restart.{n}")
+  return f"{path}.before_restart.{n}"
+
+
+def _has_eval_at(records, step: int) -> bool:
+  return any(r["step"] == step and any(k.startswith("eval/") for k in r) for r in records)
+
+
+def train(config, workdir: str, *, paradigm=None, progress: bool = True, restart: bool = False,
+          resume_changes=(), stop: loop.StopRequest | None = None) -> TrainState:
+  """Trains `config` in `workdir`, resuming from its newest intact checkpoint if any.
+
+  Args:
+    config: a gen_jax config. Relaunched in the same workdir it must be the same
+      config, except for RELAUNCH_FIELDS (logging, layout), CONTINUE_FIELDS
+      (num_train_steps, on_nonfinite) and the fields named in `resume_changes`;
+      the deliberate changes are recorded in config.json's "history".
+    paradigm: a Paradigm to train instead of the one `config.paradigm` names (e.g.
+      built in a notebook around a new loss); config.json records where it came
+      from (`describe_paradigm`), and a relaunch must pass the same one.
+    restart: when checkpoints exist but none restores, set them and the metrics
+      aside (`*.before_restart.<n>`) and start over; without it such a run stops,
+      naming each checkpoint and why it failed.
+    resume_changes: dotted config fields (or their prefixes, e.g. "optimizer") that
+      may differ from the saved config: continue this run with them changed.
+    stop: the `loop.StopRequest` to watch (SIGTERM, Ctrl-C); its `.signal` tells the
+      caller why the run stopped early.
+  """
+  is_main = jax.process_index() == 0
+  validate(config)
+  resume_changes = tuple(f.strip() for f in resume_changes if f.strip())
   record = config_record(config, describe_paradigm(paradigm) if paradigm is not None else "")
-  check_or_write_config(workdir, record, write=False)      # a foreign workdir is refused first
-  run = build(config, paradigm=paradigm)
-  check_same_stage1(workdir, run.data_kwargs.get("stage1"), write=False)
+  with WorkdirLock(workdir, enabled=is_main):
+    config_changes(workdir, record, resume_changes)     # a foreign workdir is refused first
+    run = build(config, paradigm=paradigm)
+    check_same_stage1(workdir, run.data_kwargs.get("stage1"), write=False)
+    return _train(run, workdir, record, paradigm, progress, restart, resume_changes,
+                  stop or loop.StopRequest(), is_main)
+
+
+def _train(run, workdir, record, paradigm, progress, restart, resume_changes, stop, is_main):
+  config = run.config
 
   def new_train_iter():
     return data_lib.train_iterator(
@@ -350,32 +492,60 @@ def train(config, workdir: str, *, paradigm=None, progress: bool = True) -> Trai
         process_index=jax.process_index(), process_count=jax.process_count(), **run.data_kwargs)
 
   train_iter = new_train_iter()
-  # Only a config that built and found its data is recorded: a failed launch leaves the
-  # workdir as it was, and the corrected command is not refused as "a different config".
-  check_or_write_config(workdir, record, write=is_main)
-  check_same_stage1(workdir, run.data_kwargs.get("stage1"), write=is_main)
   manager = ckpt_lib.make_manager(workdir, config.keep_checkpoints)
-  state, start = ckpt_lib.restore_latest(manager, run.abstract_state, train_iter,
-                                         quarantine=is_main)
+  state, start, failures = ckpt_lib.restore_latest(manager, run.abstract_state, train_iter,
+                                                   quarantine=False)
+  if failures and is_main:
+    if state is None and not restart:
+      manager.close()
+      listed = "; ".join(f"step {step}: {why}" for step, why in failures)
+      raise UserError(
+          f"{workdir} has checkpoints but none restores ({listed}). Nothing was changed. "
+          "Relaunch with --restart to set them and the metrics aside and train from step 0, "
+          f"or remove {manager.directory} yourself.")
+    for step, _ in failures:            # newer than the restored one: they will be redone
+      path = ckpt_lib.step_dir(manager, step)
+      if os.path.isdir(path):
+        os.replace(path, path + ".corrupt")
+        logging.warning("Checkpoint step %d is set aside as %s.corrupt.", step, path)
+    manager.reload()
   writer = MetricWriter(workdir, enabled=is_main)
   if state is None:
     start = 0
+    if restart and is_main:
+      moved = [_set_aside(p) for p in (str(manager.directory), writer.path) if os.path.exists(p)]
+      manager.close()
+      manager = ckpt_lib.make_manager(workdir, config.keep_checkpoints)
+      if moved:
+        logging.warning("--restart: set aside %s; training %s from step 0.", ", ".join(moved),
+                        workdir)
     train_iter = new_train_iter()      # a failed restore may have moved the old one
     # Data-dependent init (e.g. ActNorm) sees the first real batch, read from a
     # separate iterator so the saved one is not advanced.
     state = run.init_state(run.put_batch(next(new_train_iter())))
   else:
     logging.info("Resumed from step %d of %s.", start, workdir)
-  writer.truncate_after(start)
+  # Only a config that built, found its data and matched its checkpoints is recorded: a
+  # failed launch leaves the workdir as it was, and the corrected command is not refused.
+  changes = check_or_write_config(workdir, record, write=is_main, allowed=resume_changes,
+                                  step=start)
+  if changes:
+    logging.warning("Continuing %s at step %d with %s.", workdir, start,
+                    ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in changes.items()))
+  check_same_stage1(workdir, run.data_kwargs.get("stage1"), write=is_main)
+  dropped = writer.truncate_after(start)
+  if dropped:
+    logging.warning("metrics.jsonl: %d records after step %d are dropped; the steps they "
+                    "logged are trained again from the checkpoint.", dropped, start)
 
   def log(step, state, metrics):
     metrics = jax.device_get(metrics)
     writer.write(step, metrics)
-    loop.check_finite(state, config.on_nonfinite)
+    loop.check_finite(state, config.on_nonfinite, bool(manager.all_steps()))
     return {"loss": f"{float(metrics['loss']):.4f}"}
 
   def checkpoint(step, state, metrics):
-    loop.check_finite(state, config.on_nonfinite)
+    loop.check_finite(state, config.on_nonfinite, bool(manager.all_steps()))
     ckpt_lib.save(manager, step, state, train_iter)
 
   def evaluate_(step, state, metrics):
@@ -392,12 +562,22 @@ def train(config, workdir: str, *, paradigm=None, progress: bool = True) -> Trai
     if is_main:
       sampling.write_samples(run.info, drawn, os.path.join(workdir, "samples", f"step_{step}"))
 
+  eval_hook = loop.Hook("eval", evaluate_, config.eval_every_steps)
+  samples_hook = loop.Hook("samples", samples, config.sample_every_steps)
   hooks = [loop.Hook("log", log, config.log_every_steps, on_stop="if_due"),
            loop.Hook("checkpoint", checkpoint, config.checkpoint_every_steps, on_stop="always"),
-           loop.Hook("eval", evaluate_, config.eval_every_steps),
-           loop.Hook("samples", samples, config.sample_every_steps)]
+           eval_hook, samples_hook]
   try:
-    with loop.StopRequest() as stop:
+    if start > 0:
+      # A stop between a step's save and its eval or samples: redo what is missing.
+      if (eval_hook.due(start, config.num_train_steps) and run.paradigm.log_likelihood
+          and not _has_eval_at(read_metrics(workdir), start)):
+        evaluate_(start, state, None)
+      if samples_hook.due(start, config.num_train_steps) and not any(
+          os.path.exists(os.path.join(workdir, "samples", f"step_{start}{ext}"))
+          for ext in (".png", ".txt")):
+        samples(start, state, None)
+    with stop:
       state, _ = loop.train_loop(
           loop.jit_train_step(run), state, train_iter, run.keys["train"], start=start,
           num_steps=config.num_train_steps, hooks=hooks, put_batch=run.put_batch, stop=stop,
@@ -445,7 +625,7 @@ def restore(workdir: str, step: int | None = None, paradigm=None, mesh: str | No
       state = manager.restore(step, args=ocp.args.Composite(
           state=ocp.args.StandardRestore(run.abstract_state)))["state"]
     else:
-      state, step = ckpt_lib.restore_latest(manager, run.abstract_state, None)
+      state, step, _ = ckpt_lib.restore_latest(manager, run.abstract_state, None)
   finally:
     manager.close()
   if state is None:
@@ -454,8 +634,9 @@ def restore(workdir: str, step: int | None = None, paradigm=None, mesh: str | No
 
 
 def evaluate(workdir: str, split: str = "test", iwae_k: int = 0, max_examples: int = 0,
-             paradigm=None, vlb_num_steps: int = -1) -> dict:
-  """Evaluates a workdir's newest checkpoint; writes and returns the eval.json record.
+             paradigm=None, vlb_num_steps: int = -1, write: bool = True) -> dict:
+  """Evaluates a workdir's newest checkpoint; returns the eval.json record and, with
+  `write`, records it (`write_eval`).
 
   iwae_k > 0 (bound families with samples, the VAE): the importance-weighted
   bound with k samples. vlb_num_steps >= 0 (ddpm): the terms of the variational
@@ -466,6 +647,10 @@ def evaluate(workdir: str, split: str = "test", iwae_k: int = 0, max_examples: i
     raise UserError(f"vlb_num_steps is a ddpm setting; {workdir} holds a {saved} run. "
                     "Drop --vlb_num_steps.")
   run, state, step = restore(workdir, paradigm=paradigm, model_overrides=overrides)
+  if iwae_k and (run.paradigm.log_likelihood is None or run.paradigm.likelihood_is_exact):
+    what = "has no likelihood" if run.paradigm.log_likelihood is None else "has an exact one"
+    raise UserError(f"--iwae_k is the importance-weighted bound of a latent-variable model; "
+                    f"{workdir} holds a {run.config.paradigm} run, which {what}. Drop --iwae_k.")
   if iwae_k:
     ll = functools.partial(run.paradigm.log_likelihood, num_samples=iwae_k)
     run.paradigm = run.paradigm._replace(log_likelihood=ll)
@@ -481,6 +666,17 @@ def evaluate(workdir: str, split: str = "test", iwae_k: int = 0, max_examples: i
     result["iwae_k"] = iwae_k
   if overrides:
     result["vlb_num_steps"] = vlb_num_steps
-  with open(os.path.join(workdir, "eval.json"), "w") as f:
-    json.dump(result, f, indent=2)
+  if write:
+    write_eval(workdir, result)
   return result
+
+
+def write_eval(workdir: str, result: dict) -> None:
+  """`eval.json` (the newest evaluation) and one more line of `eval_history.jsonl`, so
+  that every evaluation of the run keeps its step and settings."""
+  path = os.path.join(workdir, "eval.json")
+  with open(path + ".tmp", "w") as f:
+    json.dump(result, f, indent=2)
+  os.replace(path + ".tmp", path)
+  with open(os.path.join(workdir, "eval_history.jsonl"), "a") as f:
+    f.write(json.dumps({**result, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}) + "\n")

@@ -10,7 +10,7 @@ The step is one `jax.jit` with explicit in/out shardings over the run's
 (`gen_jax.train.state`), so a resumed run draws what an uninterrupted one does.
 After each step the hooks run in their order, each `hook.fn(step, state,
 metrics)` when `step % hook.every == 0` or at the last step. A stop request
-(SIGTERM, `StopRequest`) ends the loop after the step in flight: hooks with
+(SIGTERM or Ctrl-C, `StopRequest`) ends the loop after the step in flight: hooks with
 `on_stop="always"` (the checkpoint) run, `"if_due"` ones (logging) run only if
 due, and `"skip"` ones (eval, samples) are left to the relaunch.
 
@@ -70,36 +70,49 @@ class Hook:
 
 
 class StopRequest:
-  """A context that sets `.requested` on SIGTERM (preemption): the loop then stops
-  after the step in flight, once the hooks that must run on a stop have run."""
+  """A context that sets `.requested` on SIGTERM (preemption) or a first SIGINT (Ctrl-C):
+  the loop then stops after the step in flight, once the hooks that must run on a stop
+  (the checkpoint) have run. `.signal` names the signal. A second Ctrl-C aborts at once
+  (KeyboardInterrupt); a save it interrupts never replaces the newest complete checkpoint
+  (Orbax writes a step into a temporary folder and renames it when complete)."""
+
+  SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
   def __init__(self):
     self.requested = False
-    self._previous = None
+    self.signal = None
+    self._previous = {}
 
   def __enter__(self):
     if threading.current_thread() is threading.main_thread():
-      self._previous = signal.signal(signal.SIGTERM, self._handle)
+      self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
     return self
 
   def _handle(self, signum, frame):
-    logging.warning("SIGTERM received: saving a checkpoint and exiting.")
-    self.requested = True
+    if self.requested and signum == signal.SIGINT:
+      raise KeyboardInterrupt
+    name = signal.Signals(signum).name
+    logging.warning("%s received: saving a checkpoint and exiting%s.", name,
+                    " (Ctrl-C again aborts at once)" if signum == signal.SIGINT else "")
+    self.requested, self.signal = True, name
 
   def __exit__(self, *exc):
-    if self._previous is not None:
-      signal.signal(signal.SIGTERM, self._previous)
+    for s, previous in self._previous.items():
+      signal.signal(s, previous)
 
 
-def check_finite(state: TrainState, on_nonfinite: str) -> None:
+def check_finite(state: TrainState, on_nonfinite: str, has_checkpoint: bool = True) -> None:
   """Raises NonFiniteError on a recorded NaN/inf step (unless on_nonfinite == "skip")."""
   bad = int(jax.device_get(state.nonfinite_step))
   if bad >= 0 and on_nonfinite == "halt":
     what = NONFINITE_NAMES.get(int(jax.device_get(state.nonfinite_what)), "loss")
+    saved = ("its newest checkpoint is the last good state" if has_checkpoint else
+             "no checkpoint was saved before it")
     raise NonFiniteError(
-        f"The {what} became NaN/inf at step {bad}; the run stopped and its newest checkpoint "
-        "is the last good state. Lower optimizer.learning_rate, set "
-        "optimizer.grad_clip_norm, or set --config.on_nonfinite=skip to skip such steps.")
+        f"The {what} became NaN/inf at step {bad}; the run stopped and {saved}. Lower "
+        "optimizer.learning_rate (relaunch with --resume_changes=optimizer.learning_rate), "
+        "set optimizer.grad_clip_norm, or relaunch with --config.on_nonfinite=skip to skip "
+        "such steps.")
 
 
 def train_loop(step_fn, state: TrainState, batches: Iterator, train_key, *, start: int,
