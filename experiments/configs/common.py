@@ -1,9 +1,12 @@
 """Fields every gen_jax config has (DESIGN.md, "Entry points, config fields and outputs").
 
-Each paradigm's config file calls `base_config(paradigm, dataset)` and then sets
-its own `config.model` fields and any defaults it changes.
+Each paradigm's config file calls `base_config(paradigm, dataset)`, builds `config.model`
+from the paradigm's fields dataclass with `model_fields` (where each model field's default
+lives: `gen_jax.paradigms.<paradigm>.Fields`), and sets what its datasets change.
 """
 from __future__ import annotations
+
+import dataclasses
 
 import ml_collections
 
@@ -67,3 +70,29 @@ def stage1_config(workdir: str, step: int = 0, **expect) -> ml_collections.Confi
       `paradigm="vqvae", dataset="digits", model=dict(num_codes=64)`.
   """
   return ml_collections.ConfigDict(dict(workdir=workdir, step=step, **expect))
+
+
+def field_names(fields_class) -> tuple[str, ...]:
+  """The names of a fields dataclass's fields, in their order."""
+  return tuple(f.name for f in dataclasses.fields(fields_class))
+
+
+def model_fields(fields_class, *at_default: str, **values) -> ml_collections.ConfigDict:
+  """`config.model` fields from a paradigm's fields dataclass (e.g. `ddpm.Fields`).
+
+  Args:
+    fields_class: the dataclass; its defaults are the one place the defaults live.
+    *at_default: fields the config holds at the dataclass's default (so that they are in
+      config.json and --config.model.<field> can set them).
+    **values: fields the config sets to its own values (a name in both takes the value).
+  Fields named in neither are left out of the config; the paradigm reads their defaults.
+  A name that is no field of the class raises ValueError.
+  """
+  defaults = {f.name: f.default for f in dataclasses.fields(fields_class)}
+  unknown = [name for name in (*at_default, *values) if name not in defaults]
+  if unknown:
+    raise ValueError(f"{fields_class.__qualname__} has no field {unknown}; its fields are "
+                     f"{sorted(defaults)}.")
+  if no_default := [name for name in at_default if defaults[name] is dataclasses.MISSING]:
+    raise ValueError(f"{fields_class.__qualname__}.{no_default} have no default; set them.")
+  return ml_collections.ConfigDict({**{name: defaults[name] for name in at_default}, **values})

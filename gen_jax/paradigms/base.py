@@ -45,6 +45,18 @@ Optional fields of tokenizers (stage 1 of a two-stage model; see
   nats on the data's levels, the decoder's term of a two-stage bound
   -log p(x) <= -log p(x | code) - log p(code) (deterministic encoders).
 
+Model fields
+------------
+A paradigm's `config.model` fields are a frozen dataclass in its module, `Fields`,
+which holds each field's type and its one default (as vdm's `VDMConfig` and Flax
+lm1b's `TransformerConfig` do); a family's shared fields are a base class there
+(`gen_jax.paradigms.diffusion.DiffusionFields`, `.flow.ImageFlowFields`,
+`.gpt.TransformerFields`). `make` reads `config.model` once,
+``fields = parse_model_config(Fields, model_config)``: a field the config lacks (a saved
+run older than the field, a hand-made config) takes its default, and a name that is no
+field is refused with a `UserError` that lists the fields. The config files build
+`config.model` from the same dataclass (`experiments/configs/common.py: model_fields`).
+
 ``source``: what built the paradigm when it is not plain ``make(config.model,
 info)`` of ``config.paradigm``'s module, e.g. a GAN around a user's own
 adversarial loss (``gen_jax.paradigms.gan.build`` fills it in). A run trained
@@ -65,7 +77,11 @@ exponential moving averages):
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping, NamedTuple, Optional, Union
+import dataclasses
+import typing
+from typing import Any, Callable, Collection, Mapping, NamedTuple, Optional, TypeVar, Union
+
+from gen_jax.errors import UserError
 
 LossFn = Callable[[Any, Mapping[str, Any], Any], tuple]
 
@@ -90,3 +106,58 @@ class Paradigm(NamedTuple):
     if callable(self.loss):
       return ()
     return tuple(self.loss)
+
+
+F = TypeVar("F")
+
+
+def parse_model_config(fields_class: type[F], model_config, *, strict: bool = True,
+                       accept: Collection[str] = ()) -> F:
+  """`config.model` (a ConfigDict, a dict, None or a fields dataclass) -> `fields_class(...)`.
+
+  A field the config lacks takes the dataclass default; JSON's lists (a workdir's saved
+  config.json) become the tuples the fields declare, and ints given for float fields become
+  floats. An instance of `fields_class` (or of a subclass: a paradigm's fields given to its
+  family's building blocks) is returned as it is.
+
+  Args:
+    fields_class: a frozen dataclass of model fields, e.g. `gen_jax.paradigms.ddpm.Fields`.
+    model_config: the fields' values.
+    strict: refuse a name that is no field (UserError naming it and listing the fields);
+      False reads the class's fields and leaves the other names to the caller (a family's
+      building blocks, which a paradigm's `make` calls after its own strict parse).
+    accept: names that are no field of the class but are accepted (and left unread).
+  """
+  if isinstance(model_config, fields_class):
+    return model_config
+  if model_config is None:
+    values = {}
+  elif dataclasses.is_dataclass(model_config):
+    values = {f.name: getattr(model_config, f.name) for f in dataclasses.fields(model_config)}
+  else:
+    values = dict(model_config.to_dict() if hasattr(model_config, "to_dict") else model_config)
+  fields = {f.name: f for f in dataclasses.fields(fields_class)}
+  unknown = sorted(set(values) - set(fields) - set(accept))
+  if strict and unknown:
+    raise UserError(
+        f"config.model has no field {', '.join(map(repr, unknown))}: the fields of "
+        f"{fields_class.__module__}.{fields_class.__qualname__} are {', '.join(sorted(fields))}. "
+        "Correct or remove the name (e.g. a typo in --config.model.<field>).")
+  missing = sorted(name for name, f in fields.items() if name not in values
+                   and f.default is dataclasses.MISSING
+                   and f.default_factory is dataclasses.MISSING)
+  if missing:
+    raise UserError(f"config.model lacks the field(s) {', '.join(missing)} of "
+                    f"{fields_class.__qualname__}, which have no default; set them.")
+  hints = typing.get_type_hints(fields_class)
+  return fields_class(**{k: _as_declared(hints[k], v) for k, v in values.items() if k in fields})
+
+
+def _as_declared(hint, value):
+  """`value` as the field's type declares it, where that loses nothing: list -> tuple,
+  int -> float; anything else is left for the paradigm to check."""
+  if typing.get_origin(hint) is tuple and isinstance(value, list):
+    return tuple(value)
+  if hint is float and isinstance(value, int) and not isinstance(value, bool):
+    return float(value)
+  return value
