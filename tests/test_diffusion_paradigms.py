@@ -51,8 +51,9 @@ def _perturb(params, key, scale=0.1):
 
 @pytest.mark.parametrize('name', list(MODULES))
 def test_points_loss_sample_and_likelihood_run(name):
-  kw = dict(num_diffusion_steps=50, vlb_num_steps=0, sampler='ddim') if name == 'ddpm' else {}
-  p = MODULES[name].make(_model_config(num_steps=4, trace='exact', **kw), POINTS)
+  kw = (dict(num_diffusion_steps=50, vlb_num_steps=0, sampler='ddim') if name == 'ddpm'
+        else dict(trace='exact'))      # ddpm has no ODE likelihood, so no trace field
+  p = MODULES[name].make(_model_config(num_steps=4, **kw), POINTS)
   batch = _points_batch()
   params = p.init(jax.random.key(1), batch)
   loss, metrics = jax.jit(p.loss)(params, batch, jax.random.key(2))

@@ -3,30 +3,30 @@ from __future__ import annotations
 
 import ml_collections
 
-from experiments.configs.common import base_config
+from experiments.configs.common import base_config, model_fields
+from gen_jax.paradigms import diffusion
+
+TOY2D = ('eight_gaussians', 'checkerboard', 'moons', 'swiss_roll')
 
 
 def net_config(dataset: str, conditional: bool = False) -> ml_collections.ConfigDict:
-  """Network and guidance fields of config.model, sized to train on a CPU in minutes."""
-  m = ml_collections.ConfigDict()
-  if dataset.startswith('toy2d') or dataset in ('eight_gaussians', 'checkerboard', 'moons',
-                                                 'swiss_roll'):
-    m.hidden, m.num_layers = 128, 3
+  """Network and guidance fields of config.model (`diffusion.DiffusionFields`), sized to
+  train on a CPU in minutes: the ScoreMLP's for points, the U-Net's for images."""
+  fields = diffusion.DiffusionFields
+  if dataset.startswith('toy2d') or dataset in TOY2D:
+    m = model_fields(fields, *diffusion.MLP_FIELDS)
   elif dataset == 'cifar10':   # Ho et al. 2020's CIFAR-10 U-Net (35.7M parameters)
-    m.channels, m.channel_mult, m.num_res_blocks, m.attn_resolutions = 128, (1, 2, 2, 2), 2, (16,)
+    m = model_fields(fields, channels=128, channel_mult=(1, 2, 2, 2), num_res_blocks=2,
+                     attn_resolutions=(16,), dropout=0.1, groups=32)
   elif dataset == 'digits':
-    m.channels, m.channel_mult, m.num_res_blocks, m.attn_resolutions = 32, (1, 2), 1, (4,)
+    m = model_fields(fields, *diffusion.UNET_FIELDS, attn_resolutions=(4,))
   else:   # 28x28 (mnist_idx, mnist, fashion_mnist)
-    m.channels, m.channel_mult, m.num_res_blocks, m.attn_resolutions = 32, (1, 2, 2), 1, (7,)
-  if not m.get('hidden'):
-    m.dropout, m.groups = (0.1, 32) if dataset == 'cifar10' else (0.0, 8)
-  m.conditional = conditional
-  m.label_dropout = 0.1        # null label with this probability when conditional
-  m.guidance = 1.0             # w: uncond + w (cond - uncond); 0 = uncond, 1 = cond
+    m = model_fields(fields, *diffusion.UNET_FIELDS, channel_mult=(1, 2, 2),
+                     attn_resolutions=(7,))
+  m.update(model_fields(fields, *diffusion.GUIDANCE_FIELDS, conditional=conditional))
   return m
 
 
-TOY2D = ('eight_gaussians', 'checkerboard', 'moons', 'swiss_roll')
 IMAGE_DATASETS = ('digits', 'mnist_idx', 'cifar10')
 
 

@@ -16,22 +16,16 @@ and cifar10: Ho et al.'s 35.7M-parameter U-Net and schedule for 8 devices, to pl
 Measured figures: README.md and experiments/benchmarks/diffusion.py.
 """
 from experiments.configs._diffusion import base_diffusion_config
+from experiments.configs.common import model_fields
+from gen_jax.paradigms import ddpm
 
 
 def get_config(arg: str = 'digits'):
   config = base_diffusion_config('ddpm', arg)
-  m = config.model
-  m.num_diffusion_steps = 1000   # T
-  m.schedule = 'linear'          # linear | cosine
-  m.prediction = 'eps'           # eps | x0 | v
-  m.sampler = 'ancestral'        # ancestral (T steps) | ddim (num_steps, eta)
-  m.num_steps = 0                # 0 = T for ancestral, 50 for ddim
-  m.eta = 0.0                    # DDIM: 0 deterministic, 1 = ancestral with beta_tilde
-  m.ddim_spacing = 'uniform'     # DDIM steps: uniform | quadratic (more at low noise)
-  m.variance = 'beta'            # reverse-process variance: beta | beta_tilde
-  m.vlb_num_steps = 100          # VLB terms in log_likelihood: 0 = all T; K = L_0 and L_T
-                                 # exactly + an unbiased estimate of the T-1 KL terms from K
-                                 # stratified steps (CPU-fast eval)
+  m = config.model                 # the fields and their defaults: gen_jax.paradigms.ddpm.Fields
+  m.update(model_fields(ddpm.Fields, 'num_diffusion_steps', 'schedule', 'prediction',
+                        'sampler', 'num_steps', 'eta', 'ddim_spacing', 'variance',
+                        vlb_num_steps=100))   # L_0, L_T and 100 stratified KL terms: CPU-fast eval
   if arg.startswith('mnist_idx'):   # 1000 28x28 U-Net passes per sample are slow on a CPU:
     m.sampler, m.num_steps = 'ddim', 100       # stochastic DDIM (98 NFE), near ancestral
     m.eta, m.ddim_spacing = 0.5, 'quadratic'   # quality on digits (benchmark nfe part)

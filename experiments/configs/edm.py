@@ -9,17 +9,17 @@ Args: digits | mnist_idx | eight_gaussians | checkerboard | moons | swiss_roll,
 digits_cond | mnist_idx_cond.
 """
 from experiments.configs._diffusion import TOY2D, base_diffusion_config
+from experiments.configs.common import model_fields
+from gen_jax.paradigms import edm
 
 
 def get_config(arg: str = 'digits'):
   config = base_diffusion_config('edm', arg)
-  m = config.model
-  m.sigma_data = 1.4 if arg in TOY2D else 0.5     # data std (images in [-1, 1]: 0.5)
-  m.p_mean, m.p_std = -1.2, 1.2                   # ln sigma ~ N(p_mean, p_std^2)
-  m.sigma_min, m.sigma_max, m.rho = 0.002, 80.0, 7.0
-  m.num_steps = 18                                # Heun: NFE = 2 * 18 - 1 = 35
-  m.heun = True
-  m.s_churn, m.s_tmin, m.s_tmax, m.s_noise = 0.0, 0.0, 1e9, 1.0   # churn off
-  m.trace = 'hutchinson'
-  m.rtol, m.atol = 1e-5, 1e-5
+  m = config.model                 # the fields and their defaults: gen_jax.paradigms.edm.Fields
+  m.update(model_fields(edm.Fields, 'sigma_data', 'p_mean', 'p_std', 'sigma_min', 'sigma_max',
+                        'rho', 'heun', 's_churn', 's_tmin', 's_noise', 'trace', 'rtol', 'atol',
+                        num_steps=18,      # Heun: NFE = 2 * 18 - 1 = 35
+                        s_tmax=1e9))       # churn is off (s_churn = 0) either way
+  if arg in TOY2D:
+    m.sigma_data = 1.4             # the toy sets' std
   return config

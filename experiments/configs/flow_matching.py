@@ -10,14 +10,13 @@ Args: digits | mnist_idx | eight_gaussians | checkerboard | moons | swiss_roll,
 digits_cond | mnist_idx_cond.
 """
 from experiments.configs._diffusion import base_diffusion_config
+from experiments.configs.common import model_fields
+from gen_jax.paradigms import flow_matching
 
 
 def get_config(arg: str = 'digits'):
   config = base_diffusion_config('flow_matching', arg)
-  m = config.model
-  m.sigma_min = 0.0             # 0 = rectified flow; Lipman et al. use a small sigma_min
-  m.sampler = 'euler'           # euler | heun
-  m.num_steps = 50
-  m.trace = 'hutchinson'
-  m.rtol, m.atol = 1e-5, 1e-5
+  # The fields and their defaults: gen_jax.paradigms.flow_matching.Fields.
+  config.model.update(model_fields(flow_matching.Fields, 'sigma_min', 'sampler', 'trace', 'rtol',
+                                   'atol', num_steps=50))
   return config

@@ -20,7 +20,8 @@ images); the VAE's own prior samples score FD 74.0 and its reconstructions of th
 images 37.6 (the floor a prior over these latents can reach). 4,000 steps took 70 s.
 """
 from experiments.configs import vae
-from experiments.configs.common import base_config, stage1_config
+from experiments.configs.common import base_config, model_fields, stage1_config
+from gen_jax.paradigms import diffusion, latent_diffusion
 
 DATASETS = ('digits', 'mnist_idx')
 
@@ -33,15 +34,13 @@ def get_config(arg: str = 'digits'):
   # The stage-1 run and what its saved config must hold (checked when it is loaded).
   config.stage1 = stage1_config(f'/tmp/gen_jax/vae_{arg}', paradigm='vae', dataset=arg,
                                 model=dict(latent_dim=latent_dim))
-  m = config.model
-  m.objective = 'edm'         # edm | ddpm | score_sde | flow_matching
-  m.hidden = 256              # ScoreMLP width on the latent vector
-  m.num_layers = 3            # ScoreMLP residual layers
-  m.sigma_data = 1.0          # EDM: std of the data = 1 for standardised latents
-  m.num_steps = 18            # EDM Heun steps (NFE = 2 * 18 - 1 = 35)
-  m.conditional = False       # True: labels of the stage-1 images, classifier-free guidance
-  m.label_dropout = 0.1
-  m.guidance = 1.0
+  # The fields and their defaults: gen_jax.paradigms.latent_diffusion.fields_class('edm'),
+  # i.e. latent_diffusion.Fields and edm.Fields.
+  config.model = model_fields(
+      latent_diffusion.fields_class('edm'), 'objective', 'num_layers', *diffusion.GUIDANCE_FIELDS,
+      hidden=256,               # ScoreMLP width on the latent vector
+      sigma_data=1.0,           # EDM: std of the data = 1 for standardised latents
+      num_steps=18)             # EDM Heun steps (NFE = 2 * 18 - 1 = 35)
   config.batch_size = 128
   config.num_train_steps = 4_000 if arg == 'digits' else 8_000
   config.optimizer.learning_rate = 1e-3

@@ -10,22 +10,16 @@ Args: digits | mnist_idx | eight_gaussians | checkerboard | moons | swiss_roll,
 digits_cond | mnist_idx_cond.
 """
 from experiments.configs._diffusion import base_diffusion_config
+from experiments.configs.common import model_fields
+from gen_jax.paradigms import score_sde
 
 
 def get_config(arg: str = 'digits'):
   config = base_diffusion_config('score_sde', arg)
-  m = config.model
-  m.sde = 'vp'                  # vp | subvp | ve
-  m.beta_min, m.beta_max = 0.1, 20.0      # vp, subvp
-  m.sigma_min, m.sigma_max = 0.01, 50.0   # ve (sigma_max ~ the largest data distance)
-  m.weighting = 'uniform'       # uniform (sigma^2) | likelihood (g^2)
-  m.sampler = 'pc'              # pc | euler_maruyama | ode_heun | ode_euler
-  m.num_steps = 0               # 0 = 500 (pc, euler_maruyama) or 100 (ode_*)
-  m.snr = 0.16                  # Langevin corrector signal-to-noise ratio
-  m.corrector_steps = 1
-  m.sample_t_min = 1e-3         # sampling stops here, then one Tweedie denoising step
-  m.trace = 'hutchinson'        # hutchinson | exact (divergence in the ODE likelihood)
-  m.rtol, m.atol = 1e-5, 1e-5
+  m = config.model                 # the fields and their defaults: gen_jax.paradigms.score_sde.Fields
+  m.update(model_fields(score_sde.Fields, 'sde', 'beta_min', 'beta_max', 'sigma_min',
+                        'sigma_max', 'weighting', 'sampler', 'num_steps', 'snr',
+                        'corrector_steps', 'sample_t_min', 'trace', 'rtol', 'atol'))
   if arg.startswith('mnist_idx'):
     m.sigma_max = 80.0
     m.sampler, m.num_steps = 'ode_heun', 50    # 99 NFE instead of PC's 1000 on a CPU

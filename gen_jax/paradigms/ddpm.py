@@ -10,12 +10,12 @@ decoder on the data's levels (a bound, in nats; all T terms, or an unbiased
 estimate from `vlb_num_steps` stratified steps). The training metric
 'bits_per_dim' is a one-step unbiased estimate of the same bound (noisy).
 
-config.model fields (beside gen_jax.paradigms.diffusion's): num_diffusion_steps (T), schedule
-('linear' | 'cosine'), prediction ('eps' | 'x0' | 'v'), sampler ('ancestral' | 'ddim'),
-eta and ddim_spacing ('uniform' | 'quadratic') for DDIM, variance ('beta' | 'beta_tilde'),
-clip_denoised, vlb_num_steps (0 = all T).
+config.model fields: `Fields` below (beside gen_jax.paradigms.diffusion's DiffusionFields).
 """
 from __future__ import annotations
+
+import dataclasses
+from typing import Optional
 
 import jax
 import jax.numpy as jnp
@@ -23,28 +23,45 @@ import jax.numpy as jnp
 from gen_jax.errors import UserError
 from gen_jax.losses import score_matching as sm
 from gen_jax.paradigms import diffusion as common
-from gen_jax.paradigms.base import Paradigm
+from gen_jax.paradigms.base import Paradigm, parse_model_config
 from gen_jax.samplers import diffusion as samplers
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Fields(common.DiffusionFields):
+  """ddpm's config.model fields, with their defaults."""
+  num_diffusion_steps: int = 1000   # T
+  schedule: str = 'linear'          # linear | cosine
+  prediction: str = 'eps'           # eps | x0 | v
+  sampler: str = 'ancestral'        # ancestral (T steps) | ddim (num_steps, eta; default 50)
+  eta: float = 0.0                  # DDIM: 0 deterministic, 1 = ancestral with beta_tilde
+  ddim_spacing: str = 'uniform'     # DDIM steps: uniform | quadratic (more at low noise)
+  variance: str = 'beta'            # reverse-process variance: beta | beta_tilde
+  clip_denoised: Optional[bool] = None   # clip x0_hat to [-1, 1]; None = for images only
+  vlb_num_steps: int = 0            # VLB terms in log_likelihood: 0 = all T; K = L_0 and L_T
+                                    # exactly + an unbiased estimate of the T-1 KL terms from
+                                    # K stratified steps
+
+
 def make_spec(model_config, info) -> common.DiffusionSpec:
-  num_T = int(model_config.get('num_diffusion_steps', 1000))
-  schedule = sm.get_discrete_schedule(model_config.get('schedule', 'linear'), num_T)
-  prediction = model_config.get('prediction', 'eps')
+  f = parse_model_config(Fields, model_config, strict=False)
+  num_T = int(f.num_diffusion_steps)
+  schedule = sm.get_discrete_schedule(f.schedule, num_T)
+  prediction = f.prediction
   if prediction not in sm.PREDICTIONS:
     raise UserError(f"ddpm: unknown model.prediction {prediction!r}; use one of {sm.PREDICTIONS}.")
-  sampler = model_config.get('sampler', 'ancestral')
+  sampler = f.sampler
   if sampler not in ('ancestral', 'ddim'):
     raise UserError(f"ddpm: unknown model.sampler {sampler!r}; use 'ancestral' or 'ddim'.")
-  eta = float(model_config.get('eta', 0.0))
-  spacing = model_config.get('ddim_spacing', 'uniform')
+  eta = float(f.eta)
+  spacing = f.ddim_spacing
   if spacing not in samplers.DDIM_SPACINGS:
     raise UserError(f"ddpm: unknown model.ddim_spacing {spacing!r}; use one of "
                      f"{samplers.DDIM_SPACINGS}.")
-  variance = model_config.get('variance', 'beta')
+  variance = f.variance
   levels = info.num_levels if info.kind == 'image' else None
-  clip = bool(model_config.get('clip_denoised', info.kind == 'image'))
-  vlb_steps = int(model_config.get('vlb_num_steps', 0) or num_T)
+  clip = bool(info.kind == 'image' if f.clip_denoised is None else f.clip_denoised)
+  vlb_steps = int(f.vlb_num_steps or num_T)
 
   def time_input(n):
     return jnp.asarray(n, jnp.float32) * (1000.0 / num_T)
@@ -113,4 +130,5 @@ def make_spec(model_config, info) -> common.DiffusionSpec:
 
 
 def make(model_config, info) -> Paradigm:
-  return common.make_paradigm(make_spec(model_config, info), model_config, info, 'ddpm')
+  fields = parse_model_config(Fields, model_config)
+  return common.make_paradigm(make_spec(fields, info), fields, info, 'ddpm')

@@ -1,25 +1,65 @@
-r"""What the four diffusion paradigms (ddpm, score_sde, edm, flow_matching) share.
+r"""The diffusion family: what ddpm, score_sde, edm, flow_matching (and latent_diffusion) share.
 
-Each paradigm module supplies only its mathematics as a `DiffusionSpec` —
-how the network's time input is made, its per-example loss, its sampler and its
-likelihood — written against a *model closure* ``model(x, t) -> raw network output``
-in which the parameters and labels are bound. This module owns everything else:
-the network (U-Net for images, ScoreMLP for points), the map between the data and
-the model space, label dropout and classifier-free guidance, the `sample` options
-of `gen_jax.paradigms.base`, trajectories, and turning a density into a
+This is the public module to extend the family from. Each paradigm supplies only its
+mathematics as a `DiffusionSpec` -- how the network's time input is made, its per-example
+loss, its sampler and its likelihood -- written against a *model closure*
+``model(x, t) -> raw network output`` in which the parameters and labels are bound. This
+module owns everything else: the network (U-Net for images, ScoreMLP for points), the map
+between the data and the model space, label dropout and classifier-free guidance, the
+`sample` options of `gen_jax.paradigms.base`, trajectories, and turning a density into a
 likelihood on the data's own levels (uniform dequantisation).
 
 Model space: images with L levels are mapped k -> 2k/(L-1) - 1 in [-1, 1] and back
 to [0, 1] by (x + 1) / 2; points are used as they are.
 
-Config fields read here (config.model), beside each paradigm's own:
-  channels, channel_mult, num_res_blocks, attn_resolutions, dropout, groups (U-Net);
-  hidden, num_layers (ScoreMLP); conditional (bool), label_dropout (probability of the
-  null label in training), guidance (default scale when a label is given);
-  num_steps (sampler steps); dequantize_eval (bool, images).
+Model fields: `DiffusionFields` (network, labels and guidance, sampler steps, dequantised
+evaluation), the base class of every diffusion paradigm's `Fields`; `ODEDiffusionFields`
+adds the ODE likelihood's solver fields (score_sde, edm, flow_matching).
+
+A new diffusion variant
+-----------------------
+`config.paradigm` names a module of gen_jax/paradigms/ (or a dotted module path) whose
+`make(model_config, info)` returns the Paradigm. A variant is such a module with its own
+fields, a `make_spec` and a two-line `make`; e.g. gen_jax/paradigms/my_diffusion.py::
+
+  import dataclasses
+  import jax, jax.numpy as jnp
+  from gen_jax.paradigms import diffusion
+  from gen_jax.paradigms.base import parse_model_config
+  from gen_jax.samplers import diffusion as samplers
+
+  @dataclasses.dataclass(frozen=True, kw_only=True)
+  class Fields(diffusion.DiffusionFields):
+    sigma_max: float = 80.0              # config.model.sigma_max, with its one default
+
+  def make_spec(model_config, info) -> diffusion.DiffusionSpec:
+    f = parse_model_config(Fields, model_config, strict=False)
+    def loss(model, x0, rng):            # model(x, t): the network, params and labels bound
+      ...                                # -> (per-example loss [B], metrics)
+    def sample(model, rng, shape, num_steps, return_trajectory):
+      ...                                # -> (x in model space, {'nfe': ..., ['trajectory']})
+    def log_likelihood(model, x, rng):
+      ...                                # -> [B] nats (a density in model space here)
+    return diffusion.DiffusionSpec(
+        time_input=lambda t: 999.0 * jnp.asarray(t, jnp.float32), loss=loss, sample=sample,
+        log_likelihood=log_likelihood, likelihood_kind='density', likelihood_is_exact=True,
+        default_num_steps=50)
+
+  def make(model_config, info):
+    fields = parse_model_config(Fields, model_config)    # refuses unknown fields
+    return diffusion.make_paradigm(make_spec(fields, info), fields, info, 'my_diffusion')
+
+and a config file experiments/configs/my_diffusion.py: ``config =
+base_diffusion_config('my_diffusion', arg)`` (experiments/configs/_diffusion.py: the
+network's fields for the dataset), then
+``config.model.update(model_fields(my_diffusion.Fields, 'sigma_max'))`` (the fields the
+config exposes, at the dataclass defaults; experiments/configs/common.py). Added to
+latent_diffusion.OBJECTIVES, the variant also runs on a VAE's latents. ddpm.py, edm.py,
+score_sde.py and flow_matching.py are the worked examples.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from typing import Any, Callable, NamedTuple, Optional
@@ -31,10 +71,46 @@ import jax.numpy as jnp
 from gen_jax.errors import UserError
 from gen_jax.losses.nll import bits_per_dim
 from gen_jax.nets.unet import ScoreMLP, UNet
-from gen_jax.paradigms.base import Paradigm
+from gen_jax.paradigms.base import Paradigm, parse_model_config
 from gen_jax.samplers.diffusion import classifier_free_guidance
 
 MAX_TRAJECTORY_FRAMES = 100
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class DiffusionFields:
+  """The config.model fields every diffusion paradigm shares, with their defaults."""
+  # U-Net (images)
+  channels: int = 32                          # width of the first stage
+  channel_mult: tuple[int, ...] = (1, 2)      # width multipliers; the image halves len - 1 times
+  num_res_blocks: int = 1                     # residual blocks per stage
+  attn_resolutions: tuple[int, ...] = ()      # resolutions (H) with self-attention
+  dropout: float = 0.0
+  groups: int = 8                             # GroupNorm groups
+  # ScoreMLP (points)
+  hidden: int = 128
+  num_layers: int = 3                         # residual layers
+  # labels: classifier-free guidance (Ho & Salimans 2022, arXiv:2207.12598)
+  conditional: bool = False                   # condition on batch['label']
+  label_dropout: float = 0.1                  # null label with this probability in training
+  guidance: float = 1.0                       # w: uncond + w (cond - uncond); 0 = uncond, 1 = cond
+  num_steps: int = 0                          # sampler steps; 0 = the paradigm's default
+  dequantize_eval: bool = True                # images: uniformly dequantised ODE likelihoods
+
+
+# Which of them configure the U-Net, the ScoreMLP and the guidance (the config files list them).
+UNET_FIELDS = ('channels', 'channel_mult', 'num_res_blocks', 'attn_resolutions', 'dropout',
+               'groups')
+MLP_FIELDS = ('hidden', 'num_layers')
+GUIDANCE_FIELDS = ('conditional', 'label_dropout', 'guidance')
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ODEDiffusionFields(DiffusionFields):
+  """DiffusionFields and the solver of an ODE likelihood (`gen_jax.eval.ode_likelihood`)."""
+  trace: str = 'hutchinson'                   # hutchinson | exact: the divergence estimator
+  rtol: float = 1e-5
+  atol: float = 1e-5
 
 
 class DiffusionSpec(NamedTuple):
@@ -66,8 +142,10 @@ class DiffusionSpec(NamedTuple):
 
 
 def build_net(model_config, info, paradigm: str):
-  """U-Net for images, ScoreMLP for points; ValueError naming the fix otherwise."""
-  conditional = bool(model_config.get('conditional', False))
+  """U-Net for images, ScoreMLP for points (the `DiffusionFields` of `model_config`);
+  UserError naming the fix otherwise."""
+  f = parse_model_config(DiffusionFields, model_config, strict=False)
+  conditional = bool(f.conditional)
   if conditional and not info.num_classes:
     raise UserError(f"{paradigm}: model.conditional=True needs labelled data, but "
                      f"{info.name!r} has no classes. Set --config.model.conditional=False.")
@@ -76,7 +154,7 @@ def build_net(model_config, info, paradigm: str):
     if len(info.shape) != 3:
       raise UserError(f"{paradigm}: images must be [H, W, C]; {info.name!r} has shape "
                        f"{info.shape}.")
-    mult = tuple(model_config.get('channel_mult', (1, 2)))
+    mult = tuple(f.channel_mult)
     factor = 2 ** (len(mult) - 1)
     h, w, _ = info.shape
     if h % factor or w % factor:
@@ -84,14 +162,12 @@ def build_net(model_config, info, paradigm: str):
           f"{paradigm}: the U-Net with channel_mult={mult} halves the image {len(mult) - 1} "
           f"times, so H and W must be divisible by {factor}, but {info.name!r} is {h}x{w}. "
           f"Use fewer entries in --config.model.channel_mult.")
-    return UNet(channels=int(model_config.get('channels', 32)), channel_mult=mult,
-                num_res_blocks=int(model_config.get('num_res_blocks', 1)),
-                attn_resolutions=tuple(model_config.get('attn_resolutions', ())),
-                dropout=float(model_config.get('dropout', 0.0)), num_classes=num_classes,
-                groups=int(model_config.get('groups', 8)))
+    return UNet(channels=int(f.channels), channel_mult=mult,
+                num_res_blocks=int(f.num_res_blocks),
+                attn_resolutions=tuple(f.attn_resolutions),
+                dropout=float(f.dropout), num_classes=num_classes, groups=int(f.groups))
   if info.kind == 'points':
-    return ScoreMLP(hidden=int(model_config.get('hidden', 128)),
-                    num_layers=int(model_config.get('num_layers', 3)), num_classes=num_classes)
+    return ScoreMLP(hidden=int(f.hidden), num_layers=int(f.num_layers), num_classes=num_classes)
   raise UserError(f"{paradigm} models images or points, but {info.name!r} holds "
                    f"{info.kind}. Use an image dataset (digits, mnist_idx) or a toy2d set.")
 
@@ -115,14 +191,16 @@ def from_model_space(x, info):
 
 
 def make_paradigm(spec: DiffusionSpec, model_config, info, paradigm: str) -> Paradigm:
-  """Binds a DiffusionSpec to a network and returns the Paradigm object."""
-  net = build_net(model_config, info, paradigm)
-  conditional = bool(model_config.get('conditional', False))
+  """Binds a DiffusionSpec to a network (the `DiffusionFields` of `model_config`) and
+  returns the Paradigm object; `paradigm` names it in error messages."""
+  f = parse_model_config(DiffusionFields, model_config, strict=False)
+  net = build_net(f, info, paradigm)
+  conditional = bool(f.conditional)
   null_label = int(info.num_classes) if conditional else 0
-  label_dropout = float(model_config.get('label_dropout', 0.1))
-  default_guidance = float(model_config.get('guidance', 1.0))
-  config_steps = int(model_config.get('num_steps', 0) or 0)
-  dequantize = bool(model_config.get('dequantize_eval', True))
+  label_dropout = float(f.label_dropout)
+  default_guidance = float(f.guidance)
+  config_steps = int(f.num_steps or 0)
+  dequantize = bool(f.dequantize_eval)
 
   def bind(params, labels=None, train=False, dropout_rng=None):
     def model(x, t):

@@ -9,29 +9,46 @@ exact likelihood of the ODE dx/dsigma = (x - D(x; sigma)) / sigma from sigma_min
 sigma_max with prior N(0, sigma_max^2 I) (Hutchinson trace, diffrax), of dequantised
 images, converted to the data's levels.
 
-config.model fields (beside gen_jax.paradigms.diffusion's): sigma_data, p_mean, p_std, sigma_min,
-sigma_max, rho, s_churn, s_tmin, s_tmax, s_noise, heun, trace, rtol, atol.
+config.model fields: `Fields` below (beside gen_jax.paradigms.diffusion's ODEDiffusionFields).
 """
 from __future__ import annotations
+
+import dataclasses
 
 import jax.numpy as jnp
 
 from gen_jax.eval.ode_likelihood import gaussian_logp, ode_log_likelihood
 from gen_jax.losses import score_matching as sm
 from gen_jax.paradigms import diffusion as common
-from gen_jax.paradigms.base import Paradigm
+from gen_jax.paradigms.base import Paradigm, parse_model_config
 from gen_jax.samplers import diffusion as samplers
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Fields(common.ODEDiffusionFields):
+  """edm's config.model fields, with their defaults (Karras et al. 2022, Tables 1 and 5)."""
+  sigma_data: float = 0.5            # data std (images in [-1, 1]: 0.5)
+  p_mean: float = -1.2               # ln sigma ~ N(p_mean, p_std^2) in training
+  p_std: float = 1.2
+  sigma_min: float = 0.002           # the sampler's and the ODE likelihood's noise range
+  sigma_max: float = 80.0
+  rho: float = 7.0                   # the sampler's time-step exponent
+  s_churn: float = 0.0               # stochastic sampling (churn); 0 = off
+  s_tmin: float = 0.0
+  s_tmax: float = float('inf')
+  s_noise: float = 1.0
+  heun: bool = True                  # Heun's 2nd-order steps (NFE = 2 num_steps - 1), else Euler
+
+
 def make_spec(model_config, info) -> common.DiffusionSpec:
-  g = lambda k, d: float(model_config.get(k, d))
-  sigma_data, p_mean, p_std = g('sigma_data', 0.5), g('p_mean', -1.2), g('p_std', 1.2)
-  sigma_min, sigma_max, rho = g('sigma_min', 0.002), g('sigma_max', 80.0), g('rho', 7.0)
-  churn = dict(s_churn=g('s_churn', 0.0), s_tmin=g('s_tmin', 0.0),
-               s_tmax=g('s_tmax', float('inf')), s_noise=g('s_noise', 1.0))
-  heun = bool(model_config.get('heun', True))
-  trace = model_config.get('trace', 'hutchinson')
-  rtol, atol = g('rtol', 1e-5), g('atol', 1e-5)
+  f = parse_model_config(Fields, model_config, strict=False)
+  sigma_data, p_mean, p_std = float(f.sigma_data), float(f.p_mean), float(f.p_std)
+  sigma_min, sigma_max, rho = float(f.sigma_min), float(f.sigma_max), float(f.rho)
+  churn = dict(s_churn=float(f.s_churn), s_tmin=float(f.s_tmin), s_tmax=float(f.s_tmax),
+               s_noise=float(f.s_noise))
+  heun = bool(f.heun)
+  trace = f.trace
+  rtol, atol = float(f.rtol), float(f.atol)
 
   def loss(model, x0, rng):
     return sm.edm_loss(sm.edm_denoiser(model, sigma_data), x0, rng, sigma_data, p_mean,
@@ -59,4 +76,5 @@ def make_spec(model_config, info) -> common.DiffusionSpec:
 
 
 def make(model_config, info) -> Paradigm:
-  return common.make_paradigm(make_spec(model_config, info), model_config, info, 'edm')
+  fields = parse_model_config(Fields, model_config)
+  return common.make_paradigm(make_spec(fields, info), fields, info, 'edm')

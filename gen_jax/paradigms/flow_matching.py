@@ -7,10 +7,11 @@ x_1 - (1 - sigma_min) x_0. Sampling integrates dx/dt = v(x, t) from 0 to 1 with 
 or Heun steps. log_likelihood: the exact likelihood of that ODE (Hutchinson trace,
 diffrax Tsit5, prior N(0, I) at t = 0) of dequantised images on the data's levels.
 
-config.model fields (beside gen_jax.paradigms.diffusion's): sigma_min, sampler ('euler' | 'heun'),
-trace, rtol, atol.
+config.model fields: `Fields` below (beside gen_jax.paradigms.diffusion's ODEDiffusionFields).
 """
 from __future__ import annotations
+
+import dataclasses
 
 import jax
 import jax.numpy as jnp
@@ -19,17 +20,25 @@ from gen_jax.errors import UserError
 from gen_jax.eval.ode_likelihood import gaussian_logp, ode_log_likelihood
 from gen_jax.losses import score_matching as sm
 from gen_jax.paradigms import diffusion as common
-from gen_jax.paradigms.base import Paradigm
+from gen_jax.paradigms.base import Paradigm, parse_model_config
 from gen_jax.samplers import diffusion as samplers
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Fields(common.ODEDiffusionFields):
+  """flow_matching's config.model fields, with their defaults."""
+  sigma_min: float = 0.0             # 0 = rectified flow; Lipman et al. use a small sigma_min
+  sampler: str = 'euler'             # euler | heun; num_steps 0 = 50 (euler) or 25 (heun)
+
+
 def make_spec(model_config, info) -> common.DiffusionSpec:
-  sigma_min = float(model_config.get('sigma_min', 0.0))
-  method = model_config.get('sampler', 'euler')
+  f = parse_model_config(Fields, model_config, strict=False)
+  sigma_min = float(f.sigma_min)
+  method = f.sampler
   if method not in ('euler', 'heun'):
     raise UserError(f"flow_matching: unknown model.sampler {method!r}; use 'euler' or 'heun'.")
-  trace = model_config.get('trace', 'hutchinson')
-  rtol, atol = float(model_config.get('rtol', 1e-5)), float(model_config.get('atol', 1e-5))
+  trace = f.trace
+  rtol, atol = float(f.rtol), float(f.atol)
 
   def loss(model, x1, rng):
     return sm.flow_matching_loss(model, x1, rng, sigma_min), {}
@@ -50,5 +59,5 @@ def make_spec(model_config, info) -> common.DiffusionSpec:
 
 
 def make(model_config, info) -> Paradigm:
-  return common.make_paradigm(make_spec(model_config, info), model_config, info,
-                              'flow_matching')
+  fields = parse_model_config(Fields, model_config)
+  return common.make_paradigm(make_spec(fields, info), fields, info, 'flow_matching')

@@ -28,13 +28,17 @@ E_q[log p(x|z)] + E_q[log p_theta(z)] + H[q(z|x)] (LSGM), but it needs the poste
 variance and a density of the latent model, neither of which this module uses; so the
 paradigm is scored by its samples (FD), like a GAN.
 
-config.model fields: objective, hidden, num_layers (ScoreMLP), conditional / label_dropout
-/ guidance (classifier-free guidance with the stage-1 images' labels), num_steps, and the
-objective's own fields (e.g. edm: sigma_data, sigma_min, sigma_max, rho; ddpm:
-num_diffusion_steps, schedule, prediction, sampler).
+config.model fields: `fields_class(objective)`, i.e. `Fields.objective` and the objective
+paradigm's own `Fields`: hidden, num_layers (ScoreMLP), conditional / label_dropout /
+guidance (classifier-free guidance with the stage-1 images' labels), num_steps, and the
+objective's fields (e.g. edm: sigma_data, sigma_min, sigma_max, rho; ddpm:
+num_diffusion_steps, schedule, prediction, sampler). The fields of the other objectives are
+accepted and unused (a config switched by --config.model.objective keeps them).
 """
 from __future__ import annotations
 
+import dataclasses
+import functools
 import importlib
 import math
 
@@ -45,9 +49,34 @@ import jax.numpy as jnp
 from gen_jax.data.info import DatasetInfo
 from gen_jax.errors import UserError
 from gen_jax.paradigms import diffusion as common
-from gen_jax.paradigms.base import Paradigm
+from gen_jax.paradigms.base import Paradigm, parse_model_config
 
 OBJECTIVES = ('ddpm', 'score_sde', 'edm', 'flow_matching')
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Fields:
+  """latent_diffusion's own config.model field; the others are its objective's."""
+  objective: str = 'edm'             # edm | ddpm | score_sde | flow_matching
+
+
+def objective_module(objective: str):
+  """The paradigm module of `objective`; UserError unless it is one of OBJECTIVES."""
+  if objective not in OBJECTIVES:
+    raise UserError(f"latent_diffusion: unknown model.objective {objective!r}; use one of "
+                     f"{OBJECTIVES}.")
+  return importlib.import_module(f'gen_jax.paradigms.{objective}')
+
+
+@functools.cache
+def fields_class(objective: str) -> type:
+  """The config.model fields of latent diffusion with `objective`: `Fields` and the
+  objective paradigm's `Fields`, with their defaults."""
+  cls = dataclasses.make_dataclass(
+      f'Fields_{objective}', [], bases=(Fields, objective_module(objective).Fields),
+      frozen=True, kw_only=True)
+  cls.__module__, cls.__qualname__ = __name__, f'fields_class({objective!r})'
+  return cls
 
 
 def standardisation(info):
@@ -69,18 +98,18 @@ def make(model_config, info) -> Paradigm:
         f"latent_diffusion models a VAE's latents, but dataset {info.name!r} holds {info.kind}. "
         "Set config.dataset='encoded' and config.stage1 to a VAE run "
         "(see experiments/configs/latent_diffusion.py).")
-  objective = model_config.get('objective', 'edm')
-  if objective not in OBJECTIVES:
-    raise UserError(f"latent_diffusion: unknown model.objective {objective!r}; use one of "
-                     f"{OBJECTIVES}.")
+  objective = parse_model_config(Fields, model_config, strict=False).objective
+  fields_of = fields_class(objective)
+  other_objectives = {f.name for o in OBJECTIVES for f in dataclasses.fields(fields_class(o))}
+  fields = parse_model_config(fields_of, model_config, accept=other_objectives)
   mean, std = standardisation(info)
   latent_shape = tuple(info.shape)
   num_latent = math.prod(latent_shape)
   # The objective sees u flattened to points of num_latent coordinates (ScoreMLP).
   points = DatasetInfo(name=f'{info.name}/standardised', kind='points', shape=(num_latent,),
                        num_classes=info.num_classes)
-  spec = importlib.import_module(f'gen_jax.paradigms.{objective}').make_spec(model_config, points)
-  inner = common.make_paradigm(spec, model_config, points, 'latent_diffusion')
+  spec = objective_module(objective).make_spec(fields, points)
+  inner = common.make_paradigm(spec, fields, points, 'latent_diffusion')
   decode = info.stage1.decode
 
   def standardise(batch):

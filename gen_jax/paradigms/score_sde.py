@@ -11,11 +11,11 @@ ODE's exact likelihood (Hutchinson trace, diffrax Tsit5) of uniformly dequantise
 images, converted to the data's levels (a bound on log P of the levels; exact for the
 dequantised density up to the solver and the Hutchinson noise).
 
-config.model fields (beside gen_jax.paradigms.diffusion's): sde ('vp' | 'subvp' | 've'),
-beta_min, beta_max, sigma_min, sigma_max, weighting ('uniform' | 'likelihood'),
-sampler, snr, corrector_steps, sample_t_min, trace ('hutchinson' | 'exact'), rtol, atol.
+config.model fields: `Fields` below (beside gen_jax.paradigms.diffusion's ODEDiffusionFields).
 """
 from __future__ import annotations
+
+import dataclasses
 
 import jax
 import jax.numpy as jnp
@@ -24,26 +24,41 @@ from gen_jax.errors import UserError
 from gen_jax.eval.ode_likelihood import gaussian_logp, ode_log_likelihood
 from gen_jax.losses import score_matching as sm
 from gen_jax.paradigms import diffusion as common
-from gen_jax.paradigms.base import Paradigm
+from gen_jax.paradigms.base import Paradigm, parse_model_config
 from gen_jax.samplers import diffusion as samplers
 
 SAMPLERS = ('pc', 'euler_maruyama', 'ode_heun', 'ode_euler')
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Fields(common.ODEDiffusionFields):
+  """score_sde's config.model fields, with their defaults."""
+  sde: str = 'vp'                    # vp | subvp | ve
+  beta_min: float = 0.1              # vp, subvp
+  beta_max: float = 20.0
+  sigma_min: float = 0.01            # ve (sigma_max ~ the largest data distance)
+  sigma_max: float = 50.0
+  weighting: str = 'uniform'         # uniform (sigma^2) | likelihood (g^2)
+  sampler: str = 'pc'                # pc | euler_maruyama | ode_heun | ode_euler; num_steps
+                                     # 0 = 500 (pc, euler_maruyama) or 100 (ode_*)
+  snr: float = 0.16                  # Langevin corrector signal-to-noise ratio
+  corrector_steps: int = 1
+  sample_t_min: float = 1e-3         # sampling stops here, then one Tweedie denoising step
+
+
 def make_spec(model_config, info) -> common.DiffusionSpec:
-  sde = sm.get_sde(model_config.get('sde', 'vp'), float(model_config.get('beta_min', 0.1)),
-                   float(model_config.get('beta_max', 20.0)),
-                   float(model_config.get('sigma_min', 0.01)),
-                   float(model_config.get('sigma_max', 50.0)))
-  weighting = model_config.get('weighting', 'uniform')
-  sampler = model_config.get('sampler', 'pc')
+  f = parse_model_config(Fields, model_config, strict=False)
+  sde = sm.get_sde(f.sde, float(f.beta_min), float(f.beta_max), float(f.sigma_min),
+                   float(f.sigma_max))
+  weighting = f.weighting
+  sampler = f.sampler
   if sampler not in SAMPLERS:
     raise UserError(f"score_sde: unknown model.sampler {sampler!r}; use one of {SAMPLERS}.")
-  snr = float(model_config.get('snr', 0.16))
-  corrector_steps = int(model_config.get('corrector_steps', 1))
-  t_min = float(model_config.get('sample_t_min', 1e-3))
-  trace = model_config.get('trace', 'hutchinson')
-  rtol, atol = float(model_config.get('rtol', 1e-5)), float(model_config.get('atol', 1e-5))
+  snr = float(f.snr)
+  corrector_steps = int(f.corrector_steps)
+  t_min = float(f.sample_t_min)
+  trace = f.trace
+  rtol, atol = float(f.rtol), float(f.atol)
 
   def score(model):
     def fn(x, t):
@@ -80,4 +95,5 @@ def make_spec(model_config, info) -> common.DiffusionSpec:
 
 
 def make(model_config, info) -> Paradigm:
-  return common.make_paradigm(make_spec(model_config, info), model_config, info, 'score_sde')
+  fields = parse_model_config(Fields, model_config)
+  return common.make_paradigm(make_spec(fields, info), fields, info, 'score_sde')
