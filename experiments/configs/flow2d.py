@@ -15,7 +15,8 @@ fresh samples; 100,000 test points; 45 min wall each at load average ~29 on 2 co
   checkerboard     gap 0.178  +- 0.002  nats (NLL 2.2573, entropy log 8 = 2.0794)
   python -m experiments.benchmarks.flows --parts=toy --toy_names=eight_gaussians,checkerboard
 """
-from experiments.configs.common import base_config
+from experiments.configs.common import base_config, field_names, model_fields
+from gen_jax.paradigms import flow2d
 
 _TOY = ("eight_gaussians", "checkerboard", "moons", "swiss_roll")
 
@@ -24,10 +25,8 @@ def get_config(arg: str = "eight_gaussians"):
   if arg not in _TOY:
     raise ValueError(f"Unknown flow2d config arg {arg!r}; use one of {_TOY}.")
   config = base_config("flow2d", f"toy2d/{arg}")
-  m = config.model
-  m.num_steps = 12          # steps [ActNorm, invertible linear, affine coupling]
-  m.hidden = 64             # width of each coupling's MLP conditioner
-  m.num_layers = 2          # hidden layers of each conditioner
+  # 12 steps, 64-wide conditioners of 2 hidden layers: gen_jax.paradigms.flow2d.Fields.
+  config.model = model_fields(flow2d.Fields, *field_names(flow2d.Fields))
   config.batch_size = 256
   config.num_train_steps = 3_000
   config.optimizer.learning_rate = 3e-3

@@ -31,7 +31,8 @@ Measured here (2 shared CPU cores, load average 25-30; test split, one dequantiz
 Reference scale: RealNVP 1.06 / Glow 1.05 bits/dim on full MNIST (60k images, long GPU runs).
 Benchmark: python -m experiments.benchmarks.flows --parts=images --datasets=digits,mnist_idx
 """
-from experiments.configs.common import base_config
+from experiments.configs.common import base_config, field_names, model_fields
+from gen_jax.paradigms import flow
 
 _DATASETS = {"digits": "digits", "mnist_idx": "mnist_idx", "cifar10": "cifar10"}
 
@@ -40,17 +41,9 @@ def get_config(arg: str = "digits", paradigm: str = "glow"):
   if arg not in _DATASETS:
     raise ValueError(f"Unknown {paradigm} config arg {arg!r}; use one of {tuple(_DATASETS)}.")
   config = base_config(paradigm, _DATASETS[arg])
-  m = config.model
-  m.num_scales = 2          # squeeze + steps (+ split) per scale; H, W divisible by 2**num_scales
-  m.steps_per_scale = 4     # K: glow steps [ActNorm, 1x1 conv, coupling] (realnvp: couplings) per scale
-  m.hidden = 64             # width of each coupling's conv conditioner
-  m.res_blocks = 0          # residual blocks in each conditioner (RealNVP's ResNet conditioners)
-  m.split_prior = "standard"  # factored-out halves ~ N(0, I); "learned": Glow's N(mu(h), sigma(h)^2)
-  m.dequantization = "uniform"  # uniform | variational (Flow++'s learned q(u | x), arXiv:1902.00275)
-  m.dequantizer_steps = 4       # variational only: checkerboard couplings of q(u | x)
-  m.dequantizer_hidden = 32     # variational only: width of its conv nets
-  m.logit_alpha = 0.0       # 0: the flow sees w - 1/2, w = (x + u) / L; > 0: RealNVP's logit(a + (1 - 2a) w)
-  m.sample_temperature = 1.0  # default temperature of sample(), used by the loop's sample grids
+  # Every field at its default (2 scales, K = 4, 64-wide conditioners, uniform dequantization):
+  # gen_jax.paradigms.flow.MultiScaleFields (glow.Fields = realnvp.Fields).
+  config.model = m = model_fields(flow.MultiScaleFields, *field_names(flow.MultiScaleFields))
   config.batch_size = 64
   config.num_train_steps = 3_000
   config.optimizer.learning_rate = 1e-3

@@ -1,5 +1,43 @@
-r"""What the flow paradigms (realnvp, glow, flow2d) share: data checks, init, loss,
-likelihood and sampling around a bijective linen module from `gen_jax.nets.flows`.
+r"""The flow family: what the flow paradigms (glow, realnvp, flow2d) share -- data checks,
+init, loss, likelihood and sampling around a bijective linen module from `gen_jax.nets.flows`.
+
+This is the public module to extend the family from. A flow is any linen module with
+``flow.apply(variables, y) -> (z [B, D], log_det [B])`` and
+``flow.apply(variables, z, reverse=True) -> (y, log_det)``; `image_flow_paradigm(flow, info,
+model_config)` makes it a Paradigm of dequantized images, `point_flow_paradigm(flow, info)`
+one of continuous vectors. glow.py and realnvp.py are the config names of one paradigm here,
+`multiscale_image_paradigm` (the `flows.MultiScaleFlow` of Glow steps or RealNVP couplings),
+and flow2d.py is the point flow of the toy sets.
+
+Model fields: `ImageFlowFields` (dequantization, logit transform, sample temperature) of
+every image flow, and `MultiScaleFields` (scales, steps, conditioner width, ...) of
+glow / realnvp; flow2d's are in flow2d.py.
+
+A new flow
+----------
+`config.paradigm` names a module of gen_jax/paradigms/ (or a dotted module path) whose
+`make(model_config, info)` returns the Paradigm. A new image flow is a bijective module
+(gen_jax/nets/flows.py holds the layers: ActNorm, InvertibleConv1x1, AffineCoupling,
+squeeze, ...) and such a module; e.g. gen_jax/paradigms/my_flow.py::
+
+  import dataclasses
+  from gen_jax.paradigms import flow
+  from gen_jax.paradigms.base import parse_model_config
+  from my_project.nets import MyBijection   # __call__(y, reverse=False) -> (out, log_det [B])
+
+  @dataclasses.dataclass(frozen=True, kw_only=True)
+  class Fields(flow.ImageFlowFields):
+    num_layers: int = 8                  # config.model.num_layers, with its one default
+
+  def make(model_config, info):
+    fields = parse_model_config(Fields, model_config)   # refuses unknown fields
+    flow.check_image_info(info, 'my_flow')
+    return flow.image_flow_paradigm(MyBijection(num_layers=fields.num_layers), info, fields)
+
+and a config file experiments/configs/my_flow.py with
+``config.model = model_fields(my_flow.Fields, 'num_layers', 'dequantization', ...)``
+(`experiments/configs/common.py`). For points, `point_flow_paradigm(MyBijection(...), info)`
+(flow2d.py is the worked example).
 
 Images. Integer levels x in {0..L-1}^D are dequantized, v = x + u, and rescaled to
 w = v / L in [0, 1)^D, then to the flow's input y = w - 1/2 (or, with model.logit_alpha > 0,
@@ -22,6 +60,7 @@ temperature is model.sample_temperature (Glow samples at 0.7, arXiv:1807.03039 Â
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import jax
@@ -30,11 +69,35 @@ import jax.numpy as jnp
 from gen_jax.errors import UserError
 from gen_jax.losses import nll as nll_lib
 from gen_jax.nets import flows
-from gen_jax.paradigms.base import Paradigm
+from gen_jax.paradigms.base import Paradigm, parse_model_config
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ImageFlowFields:
+  """The config.model fields of every image flow (`image_flow_paradigm`), with their defaults."""
+  dequantization: str = 'uniform'    # uniform | variational (Flow++'s learned q(u | x))
+  dequantizer_steps: int = 4         # variational only: checkerboard couplings of q(u | x)
+  dequantizer_hidden: int = 32       # variational only: width of its conv nets
+  logit_alpha: float = 0.0           # 0: the flow sees w - 1/2, w = (x + u) / L;
+                                     # > 0: RealNVP's logit(a + (1 - 2a) w)
+  sample_temperature: float = 1.0    # default temperature of sample(), used by the loop's grids
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class MultiScaleFields(ImageFlowFields):
+  """The config.model fields of glow and realnvp (`multiscale_image_paradigm`)."""
+  num_scales: int = 2                # squeeze + steps (+ split) per scale; H, W divisible by
+                                     # 2**num_scales
+  steps_per_scale: int = 4           # K: glow steps [ActNorm, 1x1 conv, coupling]
+                                     # (realnvp: couplings) per scale
+  hidden: int = 64                   # width of each coupling's conv conditioner
+  res_blocks: int = 0                # residual blocks in each conditioner (RealNVP's ResNets)
+  split_prior: str = 'standard'      # factored-out halves ~ N(0, I); 'learned': Glow's
+                                     # N(mu(h), sigma(h)^2)
 
 
 def check_image_info(info, paradigm: str):
-  """Raises ValueError unless `info` describes images with levels."""
+  """Raises UserError unless `info` describes images with levels."""
   if info.kind != "image":
     raise UserError(
         f"The {paradigm} paradigm models images, but dataset {info.name!r} holds {info.kind!r} "
@@ -65,13 +128,13 @@ def _non_constant(x):
   return jnp.any(x != x[:1]) if x.shape[0] > 1 else jnp.asarray(False)
 
 
-def check_dequantization(model_config):
+def check_dequantization(fields: ImageFlowFields):
   """Raises UserError unless model.dequantization is 'uniform' or 'variational' and
   model.logit_alpha is in [0, 1/2)."""
-  kind = model_config.get("dequantization", "uniform")
+  kind = fields.dequantization
   if kind not in ("uniform", "variational"):
     raise UserError(f"Unknown model.dequantization {kind!r}; use 'uniform' or 'variational'.")
-  alpha = model_config.get("logit_alpha", 0.0)
+  alpha = fields.logit_alpha
   if not 0.0 <= alpha < 0.5:
     raise UserError(f"model.logit_alpha must be in [0, 0.5) (0 = no logit transform); got {alpha}.")
 
@@ -80,25 +143,24 @@ def image_flow_paradigm(flow, info, model_config=None) -> Paradigm:
   """A Paradigm of dequantized images under the bijection `flow` (an
   `y -> (z [B, D], log_det [B])` linen module with `reverse=True` for the inverse).
 
-  model_config fields read here (all optional): dequantization ('uniform' | 'variational'),
-  dequantizer_steps, dequantizer_hidden (the q(u | x) flow), logit_alpha (0 = y = w - 1/2;
-  > 0 = RealNVP's logit transform), sample_temperature (the default of `sample`).
+  model_config: its `ImageFlowFields` are read here (None = their defaults; other names
+  are the caller's): dequantization, dequantizer_steps, dequantizer_hidden (the q(u | x)
+  flow), logit_alpha, sample_temperature (the default of `sample`).
   Params are the flow's params with uniform dequantization, and
   {'flow': ..., 'dequantizer': ...} with variational dequantization.
   """
-  model_config = model_config or {}
-  check_dequantization(model_config)
+  f = parse_model_config(ImageFlowFields, model_config, strict=False)
+  check_dequantization(f)
   num_levels = int(info.num_levels)
   shape = tuple(info.shape)
   num_dims = math.prod(shape)
-  alpha = float(model_config.get("logit_alpha", 0.0))
+  alpha = float(f.logit_alpha)
   logit = flows.LogitTransform(alpha) if alpha > 0 else None
   dequantizer = None
-  if model_config.get("dequantization", "uniform") == "variational":
-    dequantizer = flows.VariationalDequantizer(
-        num_steps=int(model_config.get("dequantizer_steps", 4)),
-        hidden=int(model_config.get("dequantizer_hidden", 32)))
-  default_temperature = float(model_config.get("sample_temperature", 1.0))
+  if f.dequantization == "variational":
+    dequantizer = flows.VariationalDequantizer(num_steps=int(f.dequantizer_steps),
+                                               hidden=int(f.dequantizer_hidden))
+  default_temperature = float(f.sample_temperature)
 
   def to_flow_space(w):
     """w = v / L in [0, 1)^D -> (y, log|det dy/dw| [B])."""
@@ -174,22 +236,23 @@ def image_flow_paradigm(flow, info, model_config=None) -> Paradigm:
 
 
 def multiscale_image_paradigm(model_config, info, architecture: str) -> Paradigm:
-  """The Paradigm of `flows.MultiScaleFlow` ('glow' | 'realnvp') on the images of `info`."""
+  """The Paradigm of `flows.MultiScaleFlow` ('glow' | 'realnvp') on the images of `info`,
+  configured by the `MultiScaleFields` of `model_config` (an unknown field is refused)."""
+  f = parse_model_config(MultiScaleFields, model_config)
   check_image_info(info, architecture)
-  flows.multiscale_plan(info.shape, model_config.num_scales, architecture)  # raises on a bad shape
-  if model_config.get('split_prior', 'standard') not in flows.SPLIT_PRIORS:
-    raise UserError(f"Unknown model.split_prior {model_config.split_prior!r}; use one of "
+  flows.multiscale_plan(info.shape, f.num_scales, architecture)  # raises on a bad shape
+  if f.split_prior not in flows.SPLIT_PRIORS:
+    raise UserError(f"Unknown model.split_prior {f.split_prior!r}; use one of "
                     f"{flows.SPLIT_PRIORS} ('learned': Glow's conditional prior of each factored-out half).")
-  res_blocks = model_config.get('res_blocks', 0)
+  res_blocks = f.res_blocks
   if not isinstance(res_blocks, int) or res_blocks < 0:
     raise UserError(f"model.res_blocks must be an integer >= 0 (residual blocks in each "
                     f"coupling's conditioner); got {res_blocks!r}.")
-  flow = flows.MultiScaleFlow(image_shape=tuple(info.shape), num_scales=model_config.num_scales,
-                              steps_per_scale=model_config.steps_per_scale,
-                              hidden=model_config.hidden, architecture=architecture,
-                              split_prior=model_config.get('split_prior', 'standard'),
+  flow = flows.MultiScaleFlow(image_shape=tuple(info.shape), num_scales=f.num_scales,
+                              steps_per_scale=f.steps_per_scale, hidden=f.hidden,
+                              architecture=architecture, split_prior=f.split_prior,
                               res_blocks=res_blocks)
-  return image_flow_paradigm(flow, info, model_config)
+  return image_flow_paradigm(flow, info, f)
 
 
 def point_flow_paradigm(flow, info) -> Paradigm:

@@ -1,18 +1,15 @@
-r"""Glow (Kingma & Dhariwal 2018, arXiv:1807.03039) on dequantized images (uniform or variational).
+r"""`config.paradigm = 'glow'`: the flow family's multi-scale image flow with Glow's steps.
 
-A multi-scale flow: at each of `num_scales` scales, squeeze, `steps_per_scale` steps of
-[ActNorm, LU-parameterised invertible 1x1 convolution, affine coupling], and factor out
-half the channels (not after the last scale); a standard normal prior on every latent.
-The loss, likelihood (the exact density of the dequantized data: a bound on the discrete
-levels) and sampling are `gen_jax.paradigms.flow.image_flow_paradigm`'s, documented there.
-model_config fields: num_scales, steps_per_scale, hidden (conditioner width), and the
-dequantization / logit_alpha / sample_temperature fields of `gen_jax.paradigms.flow`.
+A config name, nothing more: `make` is `gen_jax.paradigms.flow.multiscale_image_paradigm`
+with architecture='glow' (Kingma & Dhariwal 2018, arXiv:1807.03039): at each scale, squeeze,
+K steps of [ActNorm, LU-parameterised invertible 1x1 convolution, affine coupling], then half
+the channels factored out (not after the last scale). Its fields are `Fields`
+(`flow.MultiScaleFields`); loss, likelihood and sampling are documented in
+`gen_jax.paradigms.flow`. Kept as a module because configs and saved runs name it.
 """
-from __future__ import annotations
+import functools
 
-from gen_jax.paradigms import flow as flow_lib
-from gen_jax.paradigms.base import Paradigm
+from gen_jax.paradigms import flow
 
-
-def make(model_config, info) -> Paradigm:
-  return flow_lib.multiscale_image_paradigm(model_config, info, "glow")
+Fields = flow.MultiScaleFields
+make = functools.partial(flow.multiscale_image_paradigm, architecture="glow")

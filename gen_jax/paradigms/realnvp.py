@@ -1,20 +1,16 @@
-r"""RealNVP (Dinh, Sohl-Dickstein & Bengio 2016, arXiv:1605.08803) on dequantized images (uniform or variational).
+r"""`config.paradigm = 'realnvp'`: the flow family's multi-scale image flow with RealNVP's couplings.
 
-A multi-scale flow of masked affine couplings: at each scale but the last,
-`steps_per_scale` checkerboard couplings, squeeze, `steps_per_scale` channel couplings,
-then half the channels are factored out; the last scale has `steps_per_scale + 1`
-checkerboard couplings. A standard normal prior on every latent (no batch norm: the
-couplings' zero-initialised conditioners make the flow start as the identity).
-The loss, likelihood (the exact density of the dequantized data: a bound on the discrete
-levels) and sampling are `gen_jax.paradigms.flow.image_flow_paradigm`'s, documented there.
-model_config fields: num_scales, steps_per_scale, hidden (conditioner width), and the
-dequantization / logit_alpha / sample_temperature fields of `gen_jax.paradigms.flow`.
+A config name, nothing more: `make` is `gen_jax.paradigms.flow.multiscale_image_paradigm`
+with architecture='realnvp' (Dinh, Sohl-Dickstein & Bengio 2016, arXiv:1605.08803): at each
+scale but the last, K checkerboard couplings, squeeze, K channel couplings, then half the
+channels factored out; the last scale has K + 1 checkerboard couplings (no batch norm: the
+zero-initialised conditioners start the flow at the identity). Its fields are `Fields`
+(`flow.MultiScaleFields`); loss, likelihood and sampling are documented in
+`gen_jax.paradigms.flow`. Kept as a module because configs and saved runs name it.
 """
-from __future__ import annotations
+import functools
 
-from gen_jax.paradigms import flow as flow_lib
-from gen_jax.paradigms.base import Paradigm
+from gen_jax.paradigms import flow
 
-
-def make(model_config, info) -> Paradigm:
-  return flow_lib.multiscale_image_paradigm(model_config, info, "realnvp")
+Fields = flow.MultiScaleFields
+make = functools.partial(flow.multiscale_image_paradigm, architecture="realnvp")
