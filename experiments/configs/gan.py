@@ -22,7 +22,8 @@ is the number of discriminator updates per generator update (e.g.
 `optimizer.per_player`; samples come from the EMA of the parameters.
 Figures measured here are in README.md / experiments/benchmarks/gan.py.
 """
-from experiments.configs.common import base_config
+from experiments.configs.common import base_config, model_fields
+from gen_jax.paradigms import gan
 
 _DATASETS = {"digits": "digits", "mnist_idx": "mnist_idx", "eight_gaussians": "toy2d/eight_gaussians"}
 
@@ -31,22 +32,15 @@ def get_config(arg: str = "digits", paradigm: str = "gan"):
   if arg not in _DATASETS:
     raise ValueError(f"Unknown {paradigm} config arg {arg!r}; use one of {tuple(_DATASETS)}.")
   config = base_config(paradigm, _DATASETS[arg])
-  m = config.model
-  m.loss = "non_saturating"     # non_saturating | hinge | wasserstein | wgan_gp | least_squares
-  m.gp_weight = 10.0            # λ of the gradient penalty (loss=wgan_gp only; paper: 10)
-  m.r1_gamma = 1.0              # γ of the R1 penalty (γ/2) E||∇_x D(x)||² on reals; 0 = off
-  m.n_critic = 1                # discriminator updates per generator update
-  m.latent_dim = 64             # z ~ N(0, I_latent_dim)
-  m.net = "conv"                # conv (DCGAN) | mlp
-  m.g_channels = 32             # conv G: channels of the last upsampling stage (x2 before it)
-  m.d_channels = 16             # conv D: channels of the first conv (x2 at each downsampling)
-  m.num_upsamples = 2           # stride-2 stages: 2x2 -> 8x8 (digits), 7x7 -> 28x28 (MNIST)
-  m.d_feature_dim = 64          # conv D: width of the feature layer φ(x) (projection space)
-  m.g_hidden = (128, 128)       # mlp G hidden widths
-  m.d_hidden = (128, 128)       # mlp D hidden widths
-  m.spectral_norm = False       # spectral normalisation of every D layer (arXiv:1802.05957)
-  m.num_power_iters = 5         # power-iteration steps of the spectral norm
-  m.label_features = 16         # conditional G: class embedding size (cgan only)
+  # The fields and their defaults: gen_jax.paradigms.gan.Fields (cgan's too).
+  config.model = m = model_fields(
+      gan.Fields, "loss", "gp_weight", "n_critic", "latent_dim", "num_upsamples", "g_hidden",
+      "d_hidden", "spectral_norm", "num_power_iters", "label_features",
+      r1_gamma=1.0,             # R1 on by default: (γ/2) E||∇_x D(x)||² on reals
+      net="conv",               # DCGAN
+      g_channels=32,            # conv G, D and D's feature layer at half the paradigm's
+      d_channels=16,            # defaults: minutes on a CPU
+      d_feature_dim=64)
 
   config.batch_size = 64
   config.num_train_steps = 3_000

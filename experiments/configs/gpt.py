@@ -36,7 +36,8 @@ exact erf; an earlier run measured no difference: 1.907 with either, seed 0). So
 split is reached neither by this config nor by nanoGPT. Speed: python -m
 experiments.benchmarks.autoregressive.
 """
-from experiments.configs.common import base_config
+from experiments.configs.common import base_config, field_names, model_fields
+from gen_jax.paradigms import gpt
 
 _ARGS = ("shakespeare_small", "shakespeare", "text_file", "owt_124m")
 
@@ -46,14 +47,10 @@ def get_config(arg: str = "shakespeare_small"):
     raise ValueError(f"Unknown gpt config arg {arg!r}; use one of {_ARGS}.")
   config = base_config("gpt", "text_file")
   config.seq_len = 64                    # block size: tokens per training window
-  config.model.num_layers = 4
-  config.model.num_heads = 4
-  config.model.embed_dim = 128
-  config.model.mlp_ratio = 4
-  config.model.dropout = 0.0
-  config.model.use_bias = False
-  config.model.max_len = 0               # positions; 0 = seq_len
-  config.model.sample_num_tokens = 256   # characters per sample (slides the block beyond seq_len)
+  # The fields and their defaults (4 layers, 4 heads, 128 wide, no dropout, no biases; block
+  # size max_len = seq_len): gen_jax.paradigms.gpt.Fields.
+  config.model = model_fields(gpt.Fields, *field_names(gpt.TransformerFields), "max_len",
+                              sample_num_tokens=256)   # characters per sample (slides the block)
   config.batch_size = 12
   config.eval_batch_size = 256
   config.num_train_steps = 2_000

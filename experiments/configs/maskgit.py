@@ -15,14 +15,16 @@ a likelihood of the codes). Sampling costs T = model.num_steps network evaluatio
 whole code grid (16 codes on digits, 49 on mnist_idx), vq_gpt's one per code.
 Measured figures are in README.md with the commands that gave them.
 """
+from experiments.configs.common import model_fields
 from experiments.configs.vq_gpt import code_prior_config
+from gen_jax.paradigms import maskgit
 
 
 def get_config(arg: str = "digits"):
   config = code_prior_config("maskgit", arg)  # the GPT's transformer, used with causal=False
-  config.model.num_steps = 8               # T: decoding steps (network evaluations) per sample
-  config.model.temperature = 1.0           # of the token draws
-  config.model.choice_temperature = 4.5    # Gumbel noise on the confidence, annealed to 0 at step T
+  # Decoding steps T and temperatures, at their defaults: gen_jax.paradigms.maskgit.Fields.
+  config.model.update(model_fields(maskgit.Fields, "num_steps", "temperature",
+                                   "choice_temperature"))
   if arg == "mnist_idx":
     config.model.embed_dim = 192
     config.batch_size = 128

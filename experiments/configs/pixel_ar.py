@@ -12,20 +12,18 @@ Measured (2-core CPU shared with other jobs, defaults, one run): digits test 1.8
 (exact) after 2,000 steps (13.6 min wall under load); the VAE's ELBO bound on the same split,
 3,000 steps: 2.186 bits/dim.
 """
-from experiments.configs.common import base_config
+from experiments.configs.common import base_config, model_fields
+from gen_jax.paradigms import pixel_ar
 
 
 def get_config(arg: str = "digits"):
   if arg not in ("digits", "mnist_idx"):
     raise ValueError(f"Unknown pixel_ar config arg {arg!r}; use 'digits' or 'mnist_idx'.")
   config = base_config("pixel_ar", arg)
-  config.model.num_layers = 4
-  config.model.num_heads = 4
-  config.model.embed_dim = 64
-  config.model.mlp_ratio = 4
-  config.model.dropout = 0.1             # 1,437 training digits: regularise
-  config.model.use_bias = False
-  config.model.class_conditional = False
+  # The fields and their defaults: gen_jax.paradigms.pixel_ar.Fields.
+  config.model = model_fields(pixel_ar.Fields, "num_layers", "num_heads", "mlp_ratio", "use_bias",
+                              "class_conditional", embed_dim=64,
+                              dropout=0.1)   # 1,437 training digits: regularise
   config.batch_size = 32               # x 64 tokens an image
   config.num_train_steps = 2_000
   config.eval_every_steps = 1_000

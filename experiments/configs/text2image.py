@@ -13,7 +13,9 @@ A prompt may use only the vocabulary's words (caption_level "word") or character
 others are refused with a message that lists the allowed ones. No likelihood is reported.
 Measured figures are in README.md with the commands that gave them.
 """
+from experiments.configs.common import model_fields
 from experiments.configs.vq_gpt import code_prior_config
+from gen_jax.paradigms import text2image
 
 _ARGS = ("digits", "mnist_idx")
 
@@ -22,9 +24,9 @@ def get_config(arg: str = "digits"):
   if arg not in _ARGS:
     raise ValueError(f"Unknown text2image config arg {arg!r}; use one of {_ARGS}.")
   config = code_prior_config("text2image", arg)
-  config.model.caption_level = "word"      # word | char: the caption vocabulary
-  config.model.caption_len = 0             # caption tokens (padded); 0 = the longest template caption
-  config.model.text_loss_weight = 0.0      # lambda of the caption tokens' NLL (DALL-E: 1/7 of image's)
-  config.model.temperature = 1.0           # default sampling temperature
+  # Caption vocabulary, text loss weight and sampling temperature, at their defaults:
+  # gen_jax.paradigms.text2image.Fields.
+  config.model.update(model_fields(text2image.Fields, "caption_level", "caption_len",
+                                   "text_loss_weight", "temperature"))
   config.num_samples = 100                 # the loop's 10x10 grids: column j = digit j
   return config

@@ -17,7 +17,8 @@ run: --config.stage1.workdir=DIR (and its fields).
 Measured (digits, defaults, on the vqvae.py:digits run above; 2.5 min under load ~28): test bound
 2.52 bits/dim (recon 1.37 + prior 1.15; the uniform code prior gives 2.87).
 """
-from experiments.configs.common import base_config, stage1_config
+from experiments.configs.common import base_config, field_names, model_fields, stage1_config
+from gen_jax.paradigms import gpt, vq_gpt
 
 # The stage-1 run each dataset arg reads, and the stage-1 fields it must have.
 STAGE1 = {"digits": ("/tmp/gen_jax/vqvae_digits", 64), "mnist_idx": ("/tmp/gen_jax/vqvae_mnist", 128)}
@@ -31,12 +32,10 @@ def code_prior_config(paradigm: str, arg: str):
   config = base_config(paradigm, "encoded")
   workdir, num_codes = STAGE1[arg]
   config.stage1 = stage1_config(workdir, paradigm="vqvae", dataset=arg, model=dict(num_codes=num_codes))
-  config.model.num_layers = 4
-  config.model.num_heads = 4
-  config.model.embed_dim = 128
-  config.model.mlp_ratio = 4
-  config.model.dropout = 0.1
-  config.model.use_bias = False
+  # The transformer's fields and their defaults (4 layers, 4 heads, 128 wide):
+  # gen_jax.paradigms.gpt.TransformerFields.
+  config.model = model_fields(gpt.TransformerFields, *field_names(gpt.TransformerFields),
+                              dropout=0.1)
   config.batch_size = 64
   config.num_train_steps = 2_000
   config.optimizer.name = "adamw"
@@ -51,16 +50,14 @@ def code_prior_config(paradigm: str, arg: str):
 
 def get_config(arg: str = "digits"):
   config = code_prior_config("vq_gpt", arg)
-  config.model.num_layers = 2             # 16 codes a digit, 1,437 training digits: a small prior
-  config.model.embed_dim = 64
-  config.model.dropout = 0.2               # 4 layers x 128 wide overfit (test bound 2.53 -> 2.86 over 2,000 steps)
-  config.model.class_conditional = False   # True: start token = label, sample(label=c)
+  config.model.update(model_fields(vq_gpt.Fields, "class_conditional"))   # gen_jax.paradigms.vq_gpt
   config.num_train_steps = 1_000
   config.eval_every_steps = 500
+  if arg == "digits":
+    config.model.num_layers = 2           # 16 codes a digit, 1,437 training digits: a small prior
+    config.model.embed_dim = 64
+    config.model.dropout = 0.2             # 4 layers x 128 wide overfit (test bound 2.53 -> 2.86 over 2,000 steps)
   if arg == "mnist_idx":
-    config.model.num_layers = 4
-    config.model.embed_dim = 128
-    config.model.dropout = 0.1
     config.batch_size = 128
     config.num_train_steps = 3_000
   return config

@@ -23,7 +23,7 @@ from __future__ import annotations
 from gen_jax.paradigms import gan
 from gen_jax.paradigms.base import Paradigm
 
-DEFAULTS = gan.DEFAULTS
+Fields = gan.Fields       # the GAN's config.model fields
 
 
 def make(model_config, info) -> Paradigm:

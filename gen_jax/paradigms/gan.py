@@ -46,7 +46,7 @@ batch's labels.
 """
 from __future__ import annotations
 
-import functools
+import dataclasses
 from typing import Any, Optional
 
 import chex
@@ -56,34 +56,29 @@ import jax.numpy as jnp
 from gen_jax.errors import UserError
 from gen_jax.losses import adversarial
 from gen_jax.nets import gan as gan_nets
-from gen_jax.paradigms.base import Paradigm
+from gen_jax.paradigms.base import Paradigm, parse_model_config
 
 GENERATOR = 'generator'
 DISCRIMINATOR = 'discriminator'
 
-# Defaults of the fields a config may leave out (experiments/configs/gan.py sets them all).
-DEFAULTS = dict(
-    loss='non_saturating',    # non_saturating | hinge | wasserstein | wgan_gp | least_squares
-    latent_dim=64,            # dimension of z ~ N(0, I)
-    net='auto',               # conv | mlp | auto (conv for images, mlp for points)
-    g_channels=64,            # conv G: channels of the last upsampling stage
-    d_channels=32,            # conv D: channels of the first convolution
-    num_upsamples=2,          # conv: stride-2 stages (8x8 from 2x2, 28x28 from 7x7)
-    d_feature_dim=128,        # conv D: width of the feature layer φ(x)
-    g_hidden=(128, 128),      # mlp G hidden widths
-    d_hidden=(128, 128),      # mlp D hidden widths
-    spectral_norm=False,      # spectral normalisation of every D layer (arXiv:1802.05957)
-    num_power_iters=5,        # power-iteration steps of the spectral norm
-    n_critic=1,               # discriminator updates per generator update
-    gp_weight=10.0,           # λ of the gradient penalty, used by loss='wgan_gp'
-    r1_gamma=0.0,             # γ of the R1 penalty (γ/2) E||∇D(x)||^2; 0 = off; any loss
-    label_features=16,        # conditional G: size of the class embedding concatenated to z
-)
-
-
-def _field(model_config, name):
-  value = model_config.get(name, DEFAULTS[name]) if model_config is not None else DEFAULTS[name]
-  return tuple(value) if isinstance(value, list) else value
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Fields:
+  """The config.model fields of gan and cgan, with their defaults."""
+  loss: str = 'non_saturating'      # non_saturating | hinge | wasserstein | wgan_gp | least_squares
+  latent_dim: int = 64              # dimension of z ~ N(0, I)
+  net: str = 'auto'                 # conv | mlp | auto (conv for images, mlp for points)
+  g_channels: int = 64              # conv G: channels of the last upsampling stage (x2 before it)
+  d_channels: int = 32              # conv D: channels of the first conv (x2 at each downsampling)
+  num_upsamples: int = 2            # conv: stride-2 stages (8x8 from 2x2, 28x28 from 7x7)
+  d_feature_dim: int = 128          # conv D: width of the feature layer φ(x) (projection space)
+  g_hidden: tuple[int, ...] = (128, 128)   # mlp G hidden widths
+  d_hidden: tuple[int, ...] = (128, 128)   # mlp D hidden widths
+  spectral_norm: bool = False       # spectral normalisation of every D layer (arXiv:1802.05957)
+  num_power_iters: int = 5          # power-iteration steps of the spectral norm
+  n_critic: int = 1                 # discriminator updates per generator update
+  gp_weight: float = 10.0           # λ of the gradient penalty, used by loss='wgan_gp'
+  r1_gamma: float = 0.0             # γ of the R1 penalty (γ/2) E||∇D(x)||^2; 0 = off; any loss
+  label_features: int = 16          # conditional G: size of the class embedding concatenated to z
 
 
 def _check_info(info, net, num_upsamples, conditional):
@@ -121,8 +116,8 @@ def build(model_config, info, *, conditional: bool,
   """The (conditional) GAN paradigm for `info`'s data, configured by `model_config`.
 
   Args:
-    model_config: `config.model` (fields in DEFAULTS above; missing fields take
-      their defaults).
+    model_config: `config.model` (`Fields` above; missing fields take their defaults,
+      unknown ones are refused).
     info: the dataset's `gen_jax.data.DatasetInfo`.
     conditional: class-conditional G and projection D, both fed batch['label'].
     adversarial_loss: the players' objectives; None takes the pair that
@@ -131,44 +126,44 @@ def build(model_config, info, *, conditional: bool,
   Returns:
     a two-player `Paradigm` whose log_likelihood is None.
   """
-  f = functools.partial(_field, model_config)
-  net = f('net')
+  f = parse_model_config(Fields, model_config)
+  net = f.net
   if net == 'auto':
     net = 'conv' if info.kind == 'image' else 'mlp'
-  _check_info(info, net, f('num_upsamples'), conditional)
+  _check_info(info, net, f.num_upsamples, conditional)
   if adversarial_loss is None:
-    loss_name = f('loss')
+    loss_name = f.loss
     if loss_name not in adversarial.LOSS_NAMES:
       raise UserError(f'Unknown adversarial loss {loss_name!r}. Set config.model.loss to one '
                       f'of {adversarial.LOSS_NAMES}.')
     pair = adversarial.get_adversarial_loss(loss_name)
-    gp_weight = float(f('gp_weight')) if loss_name == 'wgan_gp' else 0.0
+    gp_weight = float(f.gp_weight) if loss_name == 'wgan_gp' else 0.0
   else:
     pair, gp_weight = adversarial_loss, 0.0
-  r1_gamma = float(f('r1_gamma'))
-  n_critic = int(f('n_critic'))
+  r1_gamma = float(f.r1_gamma)
+  n_critic = int(f.n_critic)
   if n_critic < 1:
     raise UserError(f'config.model.n_critic must be >= 1, got {n_critic}.')
-  latent_dim = int(f('latent_dim'))
+  latent_dim = int(f.latent_dim)
   num_classes = info.num_classes if conditional else None
   is_image = info.kind == 'image'
   data_shape = tuple(info.shape)
 
   if net == 'conv':
     generator = gan_nets.ConvGenerator(
-        image_shape=data_shape, channels=f('g_channels'), num_upsamples=f('num_upsamples'),
-        num_classes=num_classes, label_features=f('label_features'))
+        image_shape=data_shape, channels=f.g_channels, num_upsamples=f.num_upsamples,
+        num_classes=num_classes, label_features=f.label_features)
     discriminator = gan_nets.ConvDiscriminator(
-        channels=f('d_channels'), num_downsamples=f('num_upsamples'),
-        feature_dim=f('d_feature_dim'), spectral_norm=f('spectral_norm'),
-        num_classes=num_classes, num_power_iters=f('num_power_iters'))
+        channels=f.d_channels, num_downsamples=f.num_upsamples,
+        feature_dim=f.d_feature_dim, spectral_norm=f.spectral_norm,
+        num_classes=num_classes, num_power_iters=f.num_power_iters)
   else:
     generator = gan_nets.MLPGenerator(
-        out_shape=data_shape, hidden=f('g_hidden'), tanh_output=is_image,
-        num_classes=num_classes, label_features=f('label_features'))
+        out_shape=data_shape, hidden=f.g_hidden, tanh_output=is_image,
+        num_classes=num_classes, label_features=f.label_features)
     discriminator = gan_nets.MLPDiscriminator(
-        hidden=f('d_hidden'), spectral_norm=f('spectral_norm'),
-        num_classes=num_classes, num_power_iters=f('num_power_iters'))
+        hidden=f.d_hidden, spectral_norm=f.spectral_norm,
+        num_classes=num_classes, num_power_iters=f.num_power_iters)
 
   def to_model_space(batch):
     """The batch's examples as the players see them: [-1, 1] images or raw points."""

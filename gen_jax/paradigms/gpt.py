@@ -15,10 +15,13 @@ prompt the run starts from "\n" (token 0 if the vocabulary has no newline), as
 nanoGPT does. Beyond the block size the context slides: the last max_len/2
 tokens are re-read and max_len/2 more generated per chunk.
 
+config.model fields: `Fields` below (`TransformerFields`, shared by every transformer
+paradigm: pixel_ar, vq_gpt, maskgit, text2image, and max_len, sample_num_tokens).
 This module also holds the pieces `pixel_ar` shares (`make_model`, `ArCore`).
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 from typing import Optional
 
@@ -29,17 +32,37 @@ import numpy as np
 from gen_jax.errors import UserError
 from gen_jax.losses import nll as nll_lib
 from gen_jax.nets.transformer import Transformer
-from gen_jax.paradigms.base import Paradigm
+from gen_jax.paradigms.base import Paradigm, parse_model_config
 from gen_jax.samplers import autoregressive as ar_sampler
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class TransformerFields:
+  """The config.model fields of the transformer every autoregressive / masked-token
+  paradigm builds (`make_model`), with their defaults."""
+  num_layers: int = 4
+  num_heads: int = 4
+  embed_dim: int = 128
+  mlp_ratio: int = 4                 # MLP width = mlp_ratio * embed_dim
+  dropout: float = 0.0
+  use_bias: bool = False             # biases in the dense layers and layer norms (GPT-2: True)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Fields(TransformerFields):
+  """gpt's config.model fields, with their defaults."""
+  max_len: int = 0                   # positions (block size); 0 = the data's seq_len
+  sample_num_tokens: int = 0         # tokens per sample; 0 = max_len (beyond it the block slides)
+
+
 def make_model(model_config, vocab_size: int, max_len: int) -> Transformer:
-  """config.model fields -> a Transformer (fields absent from the config take defaults)."""
-  get = model_config.get
+  """The `TransformerFields` of `model_config` (its other names are the caller's) -> a
+  causal Transformer."""
+  f = parse_model_config(TransformerFields, model_config, strict=False)
   return Transformer(vocab_size=vocab_size, max_len=max_len,
-                     num_layers=get("num_layers", 4), num_heads=get("num_heads", 4),
-                     embed_dim=get("embed_dim", 128), mlp_ratio=get("mlp_ratio", 4),
-                     dropout=get("dropout", 0.0), use_bias=get("use_bias", False), causal=True)
+                     num_layers=f.num_layers, num_heads=f.num_heads,
+                     embed_dim=f.embed_dim, mlp_ratio=f.mlp_ratio,
+                     dropout=f.dropout, use_bias=f.use_bias, causal=True)
 
 
 class ArCore:
@@ -139,13 +162,14 @@ def make(model_config, info) -> Paradigm:
     raise UserError(f"The gpt paradigm models text (DatasetInfo kind 'text' with a vocab); dataset "
                      f"{info.name!r} is kind {info.kind!r}. Use a text dataset (text_file) or the "
                      "pixel_ar paradigm for images.")
+  fields = parse_model_config(Fields, model_config)
   seq_len = info.shape[0] - 1
-  max_len = model_config.get("max_len", 0) or seq_len
+  max_len = fields.max_len or seq_len
   if max_len < seq_len:
     raise UserError(f"model.max_len={max_len} is shorter than the data's seq_len={seq_len}; "
                      "set model.max_len >= seq_len (or 0 to use seq_len).")
   vocab = info.vocab
-  core = ArCore(make_model(model_config, len(vocab), max_len))
+  core = ArCore(make_model(fields, len(vocab), max_len))
   default_start = vocab.index("\n") if "\n" in vocab else 0
 
   def split(batch):
@@ -172,7 +196,7 @@ def make(model_config, info) -> Paradigm:
     """int32 [num, P + num_tokens]: prompt tokens then samples; see the module docstring."""
     ids = encode(prompt, vocab) if prompt else np.asarray([default_start], np.int32)
     if num_tokens is None:
-      num_tokens = model_config.get("sample_num_tokens", 0) or max_len
+      num_tokens = fields.sample_num_tokens or max_len
     tokens, _ = core.generate(params, np.broadcast_to(ids, (num, ids.size)), rng, int(num_tokens),
                               temperature, top_k, top_p)
     return tokens

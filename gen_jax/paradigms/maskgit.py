@@ -28,13 +28,13 @@ these conditionals gives a normalised p(x)), so MaskGIT is scored by its samples
 return_trajectory=False, return_info=False)` -> images float32 [num, H, W, C] in [0, 1];
 with return_trajectory also [T, num, H, W, C]: the decoded canvas each step predicted
 (before re-masking); with return_info also {'nfe': T}.
-Config fields (config.model): num_layers, num_heads, embed_dim, mlp_ratio, dropout,
-use_bias (the transformer), num_steps (T, default 8), temperature (token draws, 1.0),
-choice_temperature (Gumbel noise on the confidence at step 1, annealed to 0; 4.5 as the
-reference implementation).
+Config fields (config.model): `Fields` below -- the transformer's (`gpt.TransformerFields`),
+num_steps (T), temperature (token draws), choice_temperature (Gumbel noise on the
+confidence at step 1, annealed to 0; 4.5 as the reference implementation).
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 import chex
@@ -43,9 +43,17 @@ import jax.numpy as jnp
 
 from gen_jax.errors import UserError
 from gen_jax.losses import nll as nll_lib
-from gen_jax.paradigms.base import Paradigm
-from gen_jax.paradigms.gpt import make_model
+from gen_jax.paradigms.base import Paradigm, parse_model_config
+from gen_jax.paradigms.gpt import TransformerFields, make_model
 from gen_jax.samplers import maskgit as maskgit_sampler
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Fields(TransformerFields):
+  """maskgit's config.model fields, with their defaults."""
+  num_steps: int = 8                 # T: decoding steps (network evaluations) per sample
+  temperature: float = 1.0           # of the token draws
+  choice_temperature: float = 4.5    # Gumbel noise on the confidence, annealed to 0 at step T
 
 
 def random_mask(rng, shape):
@@ -84,14 +92,14 @@ def check_codes_info(info, paradigm: str):
 
 def make(model_config, info) -> Paradigm:
   """MaskGIT over the codes of `info` (kind 'codes'); see the module docstring."""
+  fields = parse_model_config(Fields, model_config)
   check_codes_info(info, "maskgit")
   h, w = info.shape
   num_tokens, num_codes = h * w, int(info.num_codes)
   mask_id = num_codes                       # [MASK] is the extra token K
-  net = make_model(model_config, num_codes + 1, num_tokens).clone(causal=False)
-  get = model_config.get
-  defaults = dict(num_steps=int(get("num_steps", 8)), temperature=float(get("temperature", 1.0)),
-                  choice_temperature=float(get("choice_temperature", 4.5)))
+  net = make_model(fields, num_codes + 1, num_tokens).clone(causal=False)
+  defaults = dict(num_steps=int(fields.num_steps), temperature=float(fields.temperature),
+                  choice_temperature=float(fields.choice_temperature))
   decode_images = info.stage1.decode
 
   def logits(params, canvas, dropout_rng=None, train=False):

@@ -15,9 +15,11 @@ Tokens: 0..L-1 are the levels; L is the start token the first pixel is
 predicted from. With `model.class_conditional` the start token is L + label,
 one per class, and `sample(..., label=k)` draws from class k.
 Samples are float32 [num, H, W, C] in [0, 1] (level k -> k / (L - 1)).
+config.model fields: `Fields` below.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Optional
 
@@ -25,11 +27,18 @@ import jax.numpy as jnp
 import numpy as np
 
 from gen_jax.errors import UserError
-from gen_jax.paradigms.base import Paradigm
-from gen_jax.paradigms.gpt import ArCore, _check_sampling_options, make_model
+from gen_jax.paradigms.base import Paradigm, parse_model_config
+from gen_jax.paradigms.gpt import ArCore, TransformerFields, _check_sampling_options, make_model
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Fields(TransformerFields):
+  """pixel_ar's config.model fields, with their defaults."""
+  class_conditional: bool = False    # start each image from a class token; sample(label=k)
 
 
 def make(model_config, info) -> Paradigm:
+  fields = parse_model_config(Fields, model_config)
   if info.kind != "image" or not info.num_levels:
     raise UserError(f"The pixel_ar paradigm models images with discrete levels; dataset "
                      f"{info.name!r} is kind {info.kind!r}. Use an image dataset (digits, "
@@ -37,12 +46,12 @@ def make(model_config, info) -> Paradigm:
   h, w, c = info.shape
   levels = info.num_levels
   dims = math.prod(info.shape)
-  conditional = bool(model_config.get("class_conditional", False))
+  conditional = bool(fields.class_conditional)
   if conditional and not info.num_classes:
     raise UserError(f"model.class_conditional=True but dataset {info.name!r} has no labels; "
                      "set model.class_conditional=False.")
   num_starts = info.num_classes if conditional else 1
-  core = ArCore(make_model(model_config, levels + num_starts, dims), dims_per_token=1,
+  core = ArCore(make_model(fields, levels + num_starts, dims), dims_per_token=1,
                 num_outputs=levels)
 
   def split(batch):

@@ -36,9 +36,13 @@ writes show every digit in turn).
 Likelihood: none is reported (log_likelihood is None): the model gives
 log p(codes | caption), a bound on log p(image | caption) for one caption, not a
 likelihood of the images alone.
+
+config.model fields: `Fields` below (the transformer's `gpt.TransformerFields` and the
+caption and sampling fields).
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Optional
 
 import chex
@@ -48,15 +52,24 @@ import jax.numpy as jnp
 from gen_jax.data.captions import NUM_DIGITS, CaptionVocab, caption_table, make_vocab
 from gen_jax.errors import UserError
 from gen_jax.losses import nll as nll_lib
-from gen_jax.paradigms.base import Paradigm
-from gen_jax.paradigms.gpt import ArCore, make_model
+from gen_jax.paradigms.base import Paradigm, parse_model_config
+from gen_jax.paradigms.gpt import ArCore, TransformerFields, make_model
 from gen_jax.paradigms.maskgit import check_codes_info
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Fields(TransformerFields):
+  """text2image's config.model fields, with their defaults."""
+  caption_level: str = "word"        # word | char: the caption vocabulary
+  caption_len: int = 0               # caption tokens (padded); 0 = the longest template caption
+  text_loss_weight: float = 0.0      # lambda of the caption tokens' NLL (DALL-E: 1/7 of image's)
+  temperature: float = 1.0           # default sampling temperature
 
 
 def caption_vocab(model_config) -> CaptionVocab:
   """The caption vocabulary a text2image config fixes (for tools that tokenize prompts)."""
-  return make_vocab(model_config.get("caption_level", "word"),
-                    int(model_config.get("caption_len", 0)))
+  f = parse_model_config(Fields, model_config, strict=False)
+  return make_vocab(f.caption_level, int(f.caption_len))
 
 
 def caption_image_nll(logits, targets, caption_len: int, num_codes: int, text_weight: float):
@@ -89,16 +102,16 @@ def make(model_config, info) -> Paradigm:
     raise UserError(f"text2image writes captions of the digits 0-9, so it needs 10 labels; "
                      f"{info.name!r} has num_classes={info.num_classes}. Use a stage 1 trained "
                      "on digits or mnist_idx.")
-  get = model_config.get
-  vocab = caption_vocab(model_config)
+  fields = parse_model_config(Fields, model_config)
+  vocab = caption_vocab(fields)
   table = jnp.asarray(caption_table(vocab))          # [10, templates, L_c]
   num_templates, caption_len = table.shape[1:]
   h, w = info.shape
   num_tokens, num_codes = h * w, int(info.num_codes)
   bos = num_codes + vocab.size
-  text_weight = float(get("text_loss_weight", 0.0))
-  default_temperature = float(get("temperature", 1.0))
-  core = ArCore(make_model(model_config, bos + 1, caption_len + num_tokens))
+  text_weight = float(fields.text_loss_weight)
+  default_temperature = float(fields.temperature)
+  core = ArCore(make_model(fields, bos + 1, caption_len + num_tokens))
   image_core = ArCore(core.model, num_outputs=num_codes)           # draws codes only
   decode_images = info.stage1.decode
 

@@ -19,11 +19,11 @@ or with model.train_num_samples = k > 1 the IWAE bound L_k itself (Burda et
 al. 2016, arXiv:1509.00519, Eq. 8; k reparameterized samples z_j ~ q(z|x)),
 loss = -L_k, computed by the same function as the evaluation bound.
 
-Model fields (config.model): encoder ("conv" | "mlp"), channels (conv stages),
-hidden (MLP widths), latent_dim, decoder, beta, eval_num_samples,
-train_num_samples.
+Model fields (config.model): `Fields` below.
 """
 from __future__ import annotations
+
+import dataclasses
 
 import chex
 import flax.linen as nn
@@ -35,7 +35,21 @@ from gen_jax.losses import elbo as elbo_lib
 from gen_jax.losses.nll import bits_per_dim
 from gen_jax.nets.conv import ConvDecoder, ConvEncoder, check_divisible, to_unit_range
 from gen_jax.nets.mlp import MLP, flatten
-from gen_jax.paradigms.base import Paradigm
+from gen_jax.paradigms.base import Paradigm, parse_model_config
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Fields:
+  """vae's config.model fields, with their defaults."""
+  encoder: str = "conv"              # conv | mlp
+  channels: tuple[int, ...] = (32, 64)   # stride-2 conv stages (8x8 -> 4x4 -> 2x2)
+  hidden: tuple[int, ...] = (256, 256)   # MLP widths when encoder == "mlp"
+  latent_dim: int = 16
+  decoder: str = "categorical"       # categorical | logistic | bernoulli (binarized data)
+  beta: float = 1.0                  # beta-VAE weight on the KL
+  eval_num_samples: int = 1          # k of the IWAE bound log_likelihood reports (1 = ELBO)
+  train_num_samples: int = 1         # k > 1: train the IWAE bound L_k itself (beta must be 1)
+
 
 class VAENet(nn.Module):
   """Encoder x -> (mean, logvar) and decoder z -> parameters of p(x|z)."""
@@ -69,26 +83,33 @@ class VAENet(nn.Module):
     return self.encode(x), self.decode(z)
 
 
+def check_image_decoder(info, decoder: str, paradigm: str) -> None:
+  """UserError unless `info` holds images whose levels `decoder` can model (the decoders
+  of gen_jax.losses.elbo, shared by vae and vqvae)."""
+  if info.kind != "image":
+    raise UserError(f"The {paradigm} paradigm models images; dataset {info.name!r} holds "
+                     f"{info.kind}. Use an image dataset (digits, mnist_idx, ...).")
+  elbo_lib.check_decoder(decoder, info.num_levels)
+
+
 def make(model_config, info) -> Paradigm:
   """Builds the VAE paradigm for image data described by `info`."""
-  if info.kind != "image":
-    raise UserError(f"The vae paradigm models images; dataset {info.name!r} holds "
-                     f"{info.kind}. Use an image dataset (digits, mnist_idx, ...).")
-  decoder = model_config.get("decoder", "categorical")
+  fields = parse_model_config(Fields, model_config)
+  decoder = fields.decoder
+  check_image_decoder(info, decoder, "vae")
   levels = info.num_levels
-  elbo_lib.check_decoder(decoder, levels)
   h, w, c = info.shape
-  encoder_type = model_config.get("encoder", "conv")
-  channels = tuple(model_config.get("channels", (32, 64)))
+  encoder_type = fields.encoder
+  channels = tuple(fields.channels)
   if encoder_type == "conv":
     check_divisible(info.shape, len(channels), "vae")
-  net = VAENet(image_shape=(h, w, c), latent_dim=model_config.latent_dim,
+  latent_dim = fields.latent_dim
+  net = VAENet(image_shape=(h, w, c), latent_dim=latent_dim,
                out_channels=elbo_lib.decoder_channels(decoder, levels, c),
-               encoder_type=encoder_type, channels=channels,
-               hidden=tuple(model_config.get("hidden", (256, 256))))
-  beta = float(model_config.get("beta", 1.0))
-  eval_k = int(model_config.get("eval_num_samples", 1))
-  train_k = int(model_config.get("train_num_samples", 1))
+               encoder_type=encoder_type, channels=channels, hidden=tuple(fields.hidden))
+  beta = float(fields.beta)
+  eval_k = int(fields.eval_num_samples)
+  train_k = int(fields.train_num_samples)
   if train_k < 1:
     raise UserError(f"model.train_num_samples must be >= 1, got {train_k}.")
   if train_k > 1 and beta != 1.0:
@@ -106,7 +127,7 @@ def make(model_config, info) -> Paradigm:
 
   def init(rng, batch):
     x = to_unit_range(batch["image"][:1], levels)
-    return net.init(rng, x, jnp.zeros((1, model_config.latent_dim)))["params"]
+    return net.init(rng, x, jnp.zeros((1, latent_dim)))["params"]
 
   def posterior(params, batch):
     x_levels = batch["image"]
@@ -154,7 +175,7 @@ def make(model_config, info) -> Paradigm:
   def sample(params, rng, num, temperature=1.0, decode="mean"):
     """z ~ N(0, temperature^2 I), then x = E[x|z] ("mean") or x ~ p(x|z) ("sample")."""
     key_z, key_x = jax.random.split(rng)
-    z = temperature * jax.random.normal(key_z, (num, model_config.latent_dim))
+    z = temperature * jax.random.normal(key_z, (num, latent_dim))
     out = net.apply({"params": params}, z, method=VAENet.decode)
     if decode == "sample":
       return elbo_lib.decoder_sample(decoder, key_x, out, levels)

@@ -22,9 +22,11 @@ the stage-1 decoder's log-likelihood on the image's levels plus the prior's
 log-probability of the codes, in nats per image: a bound (likelihood_is_exact
 =False), so the loop's bits/dim is a bound per image sub-pixel.
 Metrics while training: nats/bits per code of the prior.
+config.model fields: `Fields` below.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Optional
 
@@ -32,11 +34,18 @@ import jax.numpy as jnp
 import numpy as np
 
 from gen_jax.errors import UserError
-from gen_jax.paradigms.base import Paradigm
-from gen_jax.paradigms.gpt import ArCore, _check_sampling_options, make_model
+from gen_jax.paradigms.base import Paradigm, parse_model_config
+from gen_jax.paradigms.gpt import ArCore, TransformerFields, _check_sampling_options, make_model
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Fields(TransformerFields):
+  """vq_gpt's config.model fields, with their defaults."""
+  class_conditional: bool = False    # start token = K + label; sample(label=c)
 
 
 def make(model_config, info) -> Paradigm:
+  fields = parse_model_config(Fields, model_config)
   if info.kind != "codes" or info.stage1 is None:
     raise UserError(f"The vq_gpt paradigm models a VQ-VAE's codes (dataset 'encoded' with "
                      f"config.stage1 naming a vqvae run); dataset {info.name!r} is kind "
@@ -45,12 +54,12 @@ def make(model_config, info) -> Paradigm:
   grid = tuple(info.shape)
   n = math.prod(grid)
   num_codes = info.num_codes
-  conditional = bool(model_config.get("class_conditional", False))
+  conditional = bool(fields.class_conditional)
   if conditional and not info.num_classes:
     raise UserError("model.class_conditional=True but the stage-1 images have no labels; "
                      "set model.class_conditional=False.")
   num_starts = info.num_classes if conditional else 1
-  core = ArCore(make_model(model_config, num_codes + num_starts, n), num_outputs=num_codes)
+  core = ArCore(make_model(fields, num_codes + num_starts, n), num_outputs=num_codes)
 
   def split(batch):
     codes = jnp.asarray(batch["codes"], jnp.int32)

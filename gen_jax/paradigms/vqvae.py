@@ -30,12 +30,12 @@ the uniform one and gives both real samples and a tighter bound.
 As a stage-1 tokenizer (`gen_jax.workdir`): encode -> int32 codes
 [B, h, w], decode -> E[x | z_q] in [0, 1], decoder_log_likelihood = log p(x | z_q).
 
-Model fields (config.model): channels (stride-2 stages: h = H / 2^len), code_dim,
-num_codes, decoder, beta, codebook_update ("ema" | "loss"), codebook_decay,
-dead_code_threshold (0 = no restarts).
+Model fields (config.model): `Fields` below (channels: stride-2 stages, h = H / 2^len;
+dead_code_threshold 0 = no restarts).
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import chex
@@ -48,31 +48,42 @@ from gen_jax.losses import vq as vq_lib
 from gen_jax.losses.nll import bits_per_dim
 from gen_jax.nets.conv import check_divisible, to_unit_range
 from gen_jax.nets.vq import VQVAENet, lookup, nearest_code, straight_through
-from gen_jax.paradigms.base import Paradigm
+from gen_jax.paradigms.base import Paradigm, parse_model_config
+from gen_jax.paradigms.vae import check_image_decoder
 
 CODEBOOK_UPDATES = ("ema", "loss")
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Fields:
+  """vqvae's config.model fields, with their defaults."""
+  channels: tuple[int, ...] = (64,)  # stride-2 conv stages: 8x8 -> 4x4 code grid
+  code_dim: int = 16                 # D of each codebook entry
+  num_codes: int = 64                # K
+  decoder: str = "categorical"       # categorical | logistic | bernoulli, as the VAE's
+  beta: float = 0.25                 # commitment weight
+  codebook_update: str = "ema"       # ema (with dead-code restarts) | loss (codebook loss)
+  codebook_decay: float = 0.99       # gamma of the EMA codebook
+  dead_code_threshold: float = 0.5   # restart codes whose EMA usage per batch is below this
+
+
 def make(model_config, info) -> Paradigm:
   """Builds the VQ-VAE for image data described by `info`."""
-  if info.kind != "image":
-    raise UserError(f"The vqvae paradigm models images; dataset {info.name!r} holds "
-                     f"{info.kind}. Use an image dataset (digits, mnist_idx, ...).")
-  get = model_config.get
-  decoder = get("decoder", "categorical")
+  fields = parse_model_config(Fields, model_config)
+  decoder = fields.decoder
+  check_image_decoder(info, decoder, "vqvae")
   levels = info.num_levels
-  elbo_lib.check_decoder(decoder, levels)
-  update = get("codebook_update", "ema")
+  update = fields.codebook_update
   if update not in CODEBOOK_UPDATES:
     raise UserError(f"Unknown model.codebook_update {update!r}; use one of {CODEBOOK_UPDATES}.")
-  channels = tuple(get("channels", (64,)))
+  channels = tuple(fields.channels)
   check_divisible(info.shape, len(channels), "vqvae")
   h, w, c = info.shape
   grid = (h // 2 ** len(channels), w // 2 ** len(channels))
-  num_codes, code_dim = int(get("num_codes", 64)), int(get("code_dim", 16))
-  beta = float(get("beta", 0.25))
-  decay = float(get("codebook_decay", 0.99))
-  threshold = float(get("dead_code_threshold", 0.5))
+  num_codes, code_dim = int(fields.num_codes), int(fields.code_dim)
+  beta = float(fields.beta)
+  decay = float(fields.codebook_decay)
+  threshold = float(fields.dead_code_threshold)
   net = VQVAENet(channels=channels, code_dim=code_dim,
                  out_channels=elbo_lib.decoder_channels(decoder, levels, c))
   num_dims = info.num_dims
