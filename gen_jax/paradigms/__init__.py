@@ -1,10 +1,16 @@
-"""Paradigms: one module each, exposing `make(model_config, info) -> Paradigm`."""
+"""Paradigms: one module each, exposing `make(model_config, info) -> Paradigm` and `Fields`,
+the frozen dataclass of its config.model fields and their defaults (`base.parse_model_config`).
+
+The families' shared modules, where a new variant starts: `diffusion` (a DiffusionSpec and
+a paradigm module) and `flow` (a bijective linen module and image_flow_paradigm /
+point_flow_paradigm); their docstrings show how.
+"""
 from __future__ import annotations
 
 import importlib
 
 from gen_jax.errors import UserError
-from gen_jax.paradigms.base import Paradigm
+from gen_jax.paradigms.base import Paradigm, parse_model_config
 
 
 def load_paradigm(config, info) -> Paradigm:
@@ -31,4 +37,4 @@ def load_paradigm(config, info) -> Paradigm:
   return module.make(config.model, info)
 
 
-__all__ = ["Paradigm", "load_paradigm"]
+__all__ = ["Paradigm", "load_paradigm", "parse_model_config"]
