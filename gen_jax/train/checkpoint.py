@@ -76,11 +76,15 @@ def write_manifest(root: str) -> None:
   os.replace(path + ".tmp", path)
 
 
-def verify_manifest(root: str) -> bool:
-  """True if the step's files match its manifest; False if it has none (saved before
-  manifests existed); raises CheckpointError naming the first file that differs."""
+def verify_manifest(root: str, required: bool = False) -> bool:
+  """True if the step's files match its manifest; False if it has none and none is
+  `required` (a step saved before manifests existed); raises CheckpointError naming the
+  first file that differs, or the missing manifest when one is required (the manifest is
+  the commit marker: a step without one, among steps with one, is a save that did not end)."""
   path = os.path.join(root, MANIFEST)
   if not os.path.exists(path):
+    if required:
+      raise CheckpointError("it has no manifest.json, so its save did not complete")
     return False
   try:
     with open(path) as f:
@@ -158,13 +162,17 @@ def restore_latest(manager: ocp.CheckpointManager, abstract_state, data_iterator
   manifest (or it predates manifests) and Orbax restores it.
   """
   failures = []
-  for step in sorted(manager.all_steps(), reverse=True):
+  steps = sorted(manager.all_steps(), reverse=True)
+  # Manifests exist since gen_jax checksummed checkpoints: in a workdir that has any, every
+  # complete step has one. Only a workdir with none at all holds steps from before.
+  required = any(os.path.exists(os.path.join(step_dir(manager, s), MANIFEST)) for s in steps)
+  for step in steps:
     path = step_dir(manager, step)
     args = {"state": ocp.args.StandardRestore(abstract_state)}
     if data_iterator is not None:
       args["data"] = grain.checkpoint.CheckpointRestore(data_iterator)
     try:
-      checked = verify_manifest(path)
+      checked = verify_manifest(path, required)
       restored = manager.restore(step, args=ocp.args.Composite(**args))
     except Exception as e:  # noqa: BLE001 -- any failure means this step is unusable
       why = _first_line(e)

@@ -64,7 +64,13 @@ def test_one_flipped_bit_is_caught_named_and_the_previous_checkpoint_used(tmp_pa
 def test_a_checkpoint_saved_before_manifests_restores_with_a_note(tmp_path, reference, caplog):
   workdir = str(tmp_path)
   workdir_lib.train(tiny_vae_config(), workdir, progress=False)
+  # A save killed after Orbax's rename, before its manifest: incomplete, the previous is used.
   os.remove(os.path.join(workdir, "checkpoints", "12", ckpt_lib.MANIFEST))
+  _, _, step = workdir_lib.restore(workdir)
+  assert step == 8
+  # A workdir saved before manifests existed has none at all: its steps restore, with a note.
+  for step in ("4", "8"):
+    os.remove(os.path.join(workdir, "checkpoints", step, ckpt_lib.MANIFEST))
   with caplog.at_level("WARNING"):
     _, state, step = workdir_lib.restore(workdir)
   assert step == 12 and "has no manifest" in caplog.text
