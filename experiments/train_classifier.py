@@ -3,144 +3,19 @@ r"""Trains the feature classifier behind the sample metrics (FD, precision/recal
   python -m experiments.train_classifier --dataset=digits --workdir=/tmp/gen_jax_classifier/digits
   python -m experiments.train_classifier --dataset=mnist_idx --workdir=DIR   # mnist10k: 8,000 train / 2,000 test
 
-Trains `gen_jax.nets.classifier.Classifier` with AdamW, cosine decay and random
-±1-pixel shifts (±2 on 28x28) on the dataset's train split, and writes to
-`workdir`:
-  * `params/`         the parameters, an Orbax StandardCheckpointer checkpoint;
-  * `classifier.json` the dataset, image shape, levels, the net's fields, and the
-                      measured test accuracy (`test_accuracy`, over the whole test split).
-`gen_jax.eval.features.load_classifier(workdir)` reads both back;
-`load_or_train(dataset)` loads the one in `features.default_classifier_dir(dataset)`
-($GEN_JAX_CLASSIFIER_DIR/<dataset> or ~/.cache/gen_jax/classifiers/<dataset>), training it first if absent.
-Measured with the defaults (seed 0, 2-core CPU, 2026-11-26): digits 1,500 steps -> test
-accuracy 99.44% (358/360), 26 CPU-seconds (80 s wall on the shared machine); mnist_idx (mnist10k) 3,000 steps ->
-99.60% (1,992/2,000), 3.5 CPU-minutes (17 min wall on a machine shared by other jobs).
+Writes `params/` and `classifier.json` (with the measured test accuracy) to `workdir`;
+the training, its defaults and measured accuracies are `gen_jax.eval.classifier`'s
+(`train`, `load_or_train`, `load_split`, re-exported here).
 """
 from __future__ import annotations
 
 import json
-import os
-import time
 
 from absl import app
 from absl import flags
 from absl import logging
-import jax
-import jax.numpy as jnp
-import numpy as np
-import optax
 
-from gen_jax.eval import features as features_lib
-from gen_jax.nets.classifier import Classifier
-
-DEFAULT_NUM_STEPS = {"digits": 1500}   # other datasets: 3000
-
-
-# ------------------------------------------------------------------ data ---
-
-def load_split(dataset, split, data_dir="", manual_dir=""):
-  """(images uint8 levels [N, H, W, C], labels int32 [N], DatasetInfo): a whole split, in
-  stored order, read once through `gen_jax.data.eval_batches` (the evaluator's split)."""
-  from gen_jax import data
-  info = data.get_info(dataset, data_dir=data_dir or None, manual_dir=manual_dir or None)
-  if info.kind != "image" or not info.num_classes:
-    raise ValueError(f"The feature classifier needs a labelled image dataset; {dataset!r} is "
-                     f"kind {info.kind!r} with num_classes={info.num_classes}.")
-  images, labels = [], []
-  for batch in data.eval_batches(dataset, split=split, batch_size=1024, data_dir=data_dir or None,
-                                 manual_dir=manual_dir or None):
-    images.append(batch["image"][batch["mask"]])
-    labels.append(batch["label"][batch["mask"]])
-  return np.concatenate(images), np.concatenate(labels).astype(np.int32), info
-
-
-# -------------------------------------------------------------- training ---
-
-def _shift(images, rng, max_shift):
-  """Random translation by up to max_shift pixels (edge pad + crop), one offset per image."""
-  b, h, w, c = images.shape
-  padded = jnp.pad(images, ((0, 0), (max_shift,) * 2, (max_shift,) * 2, (0, 0)))
-  offsets = jax.random.randint(rng, (b, 2), 0, 2 * max_shift + 1)
-  crop = lambda img, o: jax.lax.dynamic_slice(img, (o[0], o[1], 0), (h, w, c))
-  return jax.vmap(crop)(padded, offsets)
-
-
-def accuracy(module, params, images01, labels, batch_size=500):
-  """Top-1 accuracy of `module` on float images in [0, 1]."""
-  logits_fn = jax.jit(lambda p, x: module.apply(p, x))
-  correct = 0
-  for start in range(0, len(labels), batch_size):
-    logits = logits_fn(params, images01[start:start + batch_size])
-    correct += int(np.sum(np.asarray(jnp.argmax(logits, -1)) == labels[start:start + batch_size]))
-  return correct / len(labels)
-
-
-def train(dataset="digits", workdir=None, num_steps=None, batch_size=128, learning_rate=2e-3,
-          seed=0, data_dir="", manual_dir="", module=None, log=print):
-  """Trains the classifier, saves it to `workdir` (if given) and returns its metadata dict."""
-  t0 = time.time()
-  x_train, y_train, info = load_split(dataset, "train", data_dir, manual_dir)
-  num_levels = info.num_levels
-  x_test, y_test, _ = load_split(dataset, "test", data_dir, manual_dir)
-  x_train = features_lib.levels_to_unit(x_train, num_levels)
-  x_test = features_lib.levels_to_unit(x_test, num_levels)
-  num_steps = num_steps or DEFAULT_NUM_STEPS.get(dataset, 3000)
-  module = module or Classifier(num_classes=info.num_classes)
-  max_shift = 1 if x_train.shape[1] <= 16 else 2
-
-  key = jax.random.key(seed)
-  params = module.init(jax.random.fold_in(key, num_steps), x_train[:1])
-  schedule = optax.warmup_cosine_decay_schedule(0.0, learning_rate, min(100, num_steps // 10), num_steps)
-  tx = optax.adamw(schedule, weight_decay=1e-4)
-  opt_state = tx.init(params)
-
-  @jax.jit
-  def step(params, opt_state, x, y, rng):
-    aug_rng, drop_rng = jax.random.split(rng)
-    x = _shift(x, aug_rng, max_shift)
-
-    def loss_fn(p):
-      logits = module.apply(p, x, train=True, rngs={"dropout": drop_rng})
-      return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
-
-    loss, grads = jax.value_and_grad(loss_fn)(params)
-    updates, opt_state = tx.update(grads, opt_state, params)
-    return optax.apply_updates(params, updates), opt_state, loss
-
-  perm_rng = np.random.default_rng(seed)
-  order, pos = perm_rng.permutation(len(y_train)), 0
-  for i in range(num_steps):
-    if pos + batch_size > len(order):
-      order, pos = perm_rng.permutation(len(y_train)), 0
-    idx = order[pos:pos + batch_size]
-    pos += batch_size
-    params, opt_state, loss = step(params, opt_state, x_train[idx], y_train[idx], jax.random.fold_in(key, i))
-    if (i + 1) % max(1, num_steps // 5) == 0:
-      log(f"step {i + 1}/{num_steps} loss {float(loss):.4f}")
-
-  test_acc = accuracy(module, params, x_test, y_test)
-  meta = dict(
-      dataset=dataset, image_shape=list(x_train.shape[1:]), num_levels=num_levels, num_classes=module.num_classes,
-      model=dict(channels=list(module.channels), feature_dim=module.feature_dim, dropout_rate=module.dropout_rate),
-      test_accuracy=test_acc, num_test=int(len(y_test)), train_accuracy=accuracy(module, params, x_train, y_train),
-      num_train=int(len(y_train)), num_steps=num_steps, batch_size=batch_size, learning_rate=learning_rate,
-      seed=seed, train_seconds=round(time.time() - t0, 1))
-  if workdir:
-    features_lib.save_classifier(workdir, params, meta)
-  return meta
-
-
-def load_or_train(dataset="digits", workdir=None, **train_kwargs) -> features_lib.FeatureNet:
-  """The classifier of `dataset` in `workdir` (default `features.default_classifier_dir(dataset)`),
-  trained there first (with `train(**train_kwargs)`) when the folder holds none."""
-  workdir = workdir or features_lib.default_classifier_dir(dataset)
-  if not os.path.exists(os.path.join(workdir, features_lib.META_FILE)):
-    train(dataset, workdir, **train_kwargs)
-  net = features_lib.load_classifier(workdir)
-  if net.dataset != dataset:
-    raise ValueError(f"{workdir} holds a classifier for {net.dataset!r}, not {dataset!r}; "
-                     "use another workdir or delete that one.")
-  return net
+from gen_jax.eval.classifier import load_or_train, load_split, train  # noqa: F401  (re-exported)
 
 
 def main(argv):
@@ -158,7 +33,7 @@ def main(argv):
 
 if __name__ == "__main__":
   # Flags are defined only when this file is the program, so that other entry
-  # points (experiments.evaluate) can import `load_or_train` without clashes.
+  # points can import it without clashes.
   flags.DEFINE_string("dataset", "digits", "digits | mnist_idx")
   flags.DEFINE_string("workdir", None, "Where to write params/ and classifier.json.")
   flags.DEFINE_integer("num_steps", None, "Training steps (default: per dataset).")
@@ -169,4 +44,3 @@ if __name__ == "__main__":
   flags.DEFINE_string("manual_dir", "", "mnist_idx: folder of the IDX files "
                     "(default: gen_jax.data's, ../shared/data/mnist).")
   app.run(main)
-

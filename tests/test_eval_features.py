@@ -1,5 +1,6 @@
-"""The feature classifier: trains to >= 97% on digits, round-trips through Orbax,
-and its features give sane sample metrics (FD 0 for a set against itself, noise far)."""
+"""The feature classifier (gen_jax.eval.classifier): trains to >= 97% on digits, round-trips
+through Orbax, and its features give sane sample metrics (FD 0 for a set against itself,
+noise far); a Reference scores samples against a split with them."""
 from __future__ import annotations
 
 import json
@@ -12,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from experiments import train_classifier
+from gen_jax.eval import classifier as classifier_lib
 from gen_jax.eval import features as features_lib
 from gen_jax.nets.classifier import Classifier
 
@@ -22,13 +23,13 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp("classifier"))
-  meta = train_classifier.train("digits", workdir, num_steps=300, log=lambda s: None)
+  meta = classifier_lib.train("digits", workdir, num_steps=300, log=lambda s: None)
   return workdir, meta
 
 
 @pytest.fixture(scope="module")
 def digits_test():
-  images, labels, info = train_classifier.load_split("digits", "test")
+  images, labels, info = classifier_lib.load_split("digits", "test")
   return features_lib.levels_to_unit(images, info.num_levels), labels
 
 
@@ -53,7 +54,7 @@ def test_reload_reproduces_the_reported_accuracy(trained, digits_test):
 def test_sample_metrics_separate_real_from_noise(trained, digits_test):
   net = features_lib.load_classifier(trained[0])
   images, _ = digits_test
-  train_images, _, info = train_classifier.load_split("digits", "train")
+  train_images, _, info = classifier_lib.load_split("digits", "train")
   same = features_lib.sample_metrics(net, images, images)
   assert same["FD (digits classifier)"] == pytest.approx(0.0, abs=1e-6)
   assert (same["precision"], same["recall"]) == (1.0, 1.0)
@@ -105,10 +106,10 @@ def test_command_line_entry_point(tmp_path):
 
 def test_load_or_train_reuses_a_trained_classifier(trained):
   workdir, meta = trained
-  net = train_classifier.load_or_train("digits", workdir)   # no training: the folder has one
+  net = classifier_lib.load_or_train("digits", workdir)   # no training: the folder has one
   assert net.meta == meta
   with pytest.raises(ValueError, match="holds a classifier for 'digits'"):
-    train_classifier.load_or_train("mnist_idx", workdir)
+    classifier_lib.load_or_train("mnist_idx", workdir)
 
 
 def test_a_classifier_saved_on_another_topology_loads_here(trained, digits_test, tmp_path):
@@ -132,3 +133,35 @@ def test_a_classifier_saved_on_another_topology_loads_here(trained, digits_test,
   images, labels = digits_test
   net = features_lib.load_classifier(moved)
   assert np.mean(net.predict(images) == labels) == meta["test_accuracy"]
+
+
+def test_a_reference_scores_samples_against_its_split(trained, digits_test):
+  """The split against itself: FD 0, precision = recall = 1; labels and the confident share
+  are the classifier's own (a softmax by hand)."""
+  net = features_lib.load_classifier(trained[0])
+  images, labels = digits_test
+  ref = classifier_lib.Reference(net, images)
+  scores = ref.scores(images)
+  assert ref.fd_name == "FD (digits classifier)"
+  assert scores[ref.fd_name] == pytest.approx(0.0, abs=1e-6)
+  assert (scores["precision"], scores["recall"], scores["num_fake"]) == (1.0, 1.0, 360)
+  np.testing.assert_array_equal(ref.labels(images), net.predict(images))
+  p = np.asarray(jax.nn.softmax(net.logits(images[:40])))
+  assert ref.confident_share(images[:40]) == pytest.approx(np.mean(p.max(-1) >= 0.9))
+
+
+def test_reference_and_real_scores_use_the_default_classifier_dir(trained, tmp_path, monkeypatch):
+  """`reference(dataset)` loads the classifier of $GEN_JAX_CLASSIFIER_DIR/<dataset> (no
+  training when one is there) with the test split in [0, 1]; `real_scores` scores the first
+  train images against it: far from 0, not far from what the samples of a good model score."""
+  import shutil
+  shutil.copytree(trained[0], tmp_path / "digits")
+  monkeypatch.setenv("GEN_JAX_CLASSIFIER_DIR", str(tmp_path))
+  classifier_lib.reference.cache_clear()
+  try:
+    ref = classifier_lib.reference("digits")
+    assert ref.images.shape == (360, 8, 8, 1) and ref.images.max() == 1.0
+    real = classifier_lib.real_scores("digits", 100)
+    assert real["num_fake"] == 100 and 0 < real[ref.fd_name] < 100 and real["precision"] > 0.5
+  finally:
+    classifier_lib.reference.cache_clear()

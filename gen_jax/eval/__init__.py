@@ -1,2 +1,10 @@
-"""Evaluation metrics: Fréchet distance and precision/recall on a classifier's
-features, conditional accuracy. Import the submodules (`gen_jax.eval.frechet`, ...)."""
+"""Evaluation: what is measured of a trained run, behind one evaluator interface.
+
+Import the submodules: `evaluators` (the interface: Likelihood, Samples, ClassAccuracy),
+`likelihood` (bits/dim on a split), `sampling` (the batched drawer with samples/s and NFE),
+`classifier` (the feature classifier and the `Reference` samples are scored against),
+`features`, `frechet`, `precision_recall` (FD, k-NN precision/recall), `conditional` (class
+and caption accuracy), `reconstruction` (a tokenizer's scores), `modes` (mode coverage),
+`nfe` (few-step samplers against a reference), `speed` (the step-time probe, the budget
+rule, flop counts), `tables` (the one table writer), `ode_likelihood`. Nothing here imports
+gen_jax.train or gen_jax.workdir: a `run` is duck-typed (see `evaluators`)."""

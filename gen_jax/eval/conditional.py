@@ -56,3 +56,28 @@ def conditional_accuracy(sample_fn: Callable, predict_fn: Callable, rng, num_cla
     predicted.append(np.asarray(predict_fn(images)).reshape(-1))
     target.append(np.full(num_per_class, c))
   return per_class_accuracy(np.concatenate(predicted), np.concatenate(target), num_classes)
+
+
+def caption_accuracy(sample_fn: Callable, reference, rng, num_per_prompt: int) -> tuple:
+  """Text-to-image sample quality on digits: for each digit c and each caption template t of
+  `gen_jax.data.captions`, `num_per_prompt` images drawn from caption(c, t) (key
+  `fold_in(rng, 100 c + t)`), and the share the `reference`'s classifier labels c.
+
+  Args:
+    sample_fn: (rng, num, prompt=str) -> images float32 [num, H, W, C] in [0, 1].
+    reference: a `gen_jax.eval.classifier.Reference` (labels, scores).
+  Returns:
+    ({"prompt_accuracy_per_digit": {c: share}, "prompt_accuracy": their mean, "num_per_digit",
+      "templates", and the reference's scores of all the images}, the first 8 images of
+     template 0 of each digit, [10 * 8, H, W, C]).
+  """
+  from gen_jax.data import captions
+  per_digit, images = {}, {}
+  for c in range(captions.NUM_DIGITS):
+    images[c] = [np.asarray(sample_fn(jax.random.fold_in(rng, 100 * c + t), num_per_prompt,
+                                      prompt=captions.caption(c, t))) for t in range(len(captions.TEMPLATES))]
+    per_digit[c] = float(np.mean([reference.labels(x) == c for x in images[c]]))
+  row = {"prompt_accuracy_per_digit": per_digit, "prompt_accuracy": float(np.mean(list(per_digit.values()))),
+         "num_per_digit": num_per_prompt * len(captions.TEMPLATES), "templates": list(captions.TEMPLATES),
+         **reference.scores(np.concatenate([x for xs in images.values() for x in xs]))}
+  return row, np.concatenate([xs[0][:8] for xs in images.values()])

@@ -332,6 +332,35 @@ def edm_sampler(denoise_fn: Callable, shape, rng, num_steps: int = 18,
   return x, _info((2 * n - 1) if heun else n, traj)
 
 
+def edm_denoiser_from_discrete(x0_fn: Callable, schedule: DiscreteSchedule, clip: bool = True):
+  r"""EDM's denoiser D(x; sigma) from a discrete-time VP model (DDPM), so that `edm_sampler`
+  can drive it (Karras et al. 2022, arXiv:2206.00364, Sec. 3 and Table 1, VP column; App. C.1).
+
+  A VP state x_n = sqrt(abar_n) x_0 + sqrt(1 - abar_n) eps is x / sqrt(1 + sigma^2) for the
+  EDM state x = x_0 + sigma eps with sigma_n = sqrt((1 - abar_n) / abar_n). So at any sigma:
+  alpha = 1 / sqrt(1 + sigma^2) (= sqrt(abar)), x_vp = alpha x, sigma_vp = alpha sigma, the
+  continuous step index n(sigma) is interpolated linearly in log sigma between the schedule's
+  sigma_n, and D(x; sigma) = x0_hat(x_vp, n(sigma)): the model's estimate of x_0 is the same
+  in both parametrisations.
+
+  Args:
+    x0_fn: (x_vp, n [B] float, alpha [B], sigma_vp [B]) -> the model's x_0 estimate.
+    schedule: the model's `DiscreteSchedule`.
+    clip: clip D to [-1, 1] (image data).
+  Returns:
+    (denoise(x, sigma [B]) -> D, sigma_min = sigma_0, sigma_max = sigma_{T-1}).
+  """
+  log_sigmas = 0.5 * jnp.log((1.0 - schedule.alpha_bars) / schedule.alpha_bars)
+  steps = jnp.arange(schedule.num_steps, dtype=jnp.float32)
+
+  def denoise(x, sigma):
+    n = jnp.interp(jnp.log(sigma), log_sigmas, steps)
+    alpha = jax.lax.rsqrt(1.0 + sigma ** 2)
+    x0 = x0_fn(x * _bcast(alpha, x), n, alpha, sigma * alpha)
+    return jnp.clip(x0, -1.0, 1.0) if clip else x0
+  return denoise, float(jnp.exp(log_sigmas[0])), float(jnp.exp(log_sigmas[-1]))
+
+
 # --------------------------------------------------------------------------
 # Flow matching (velocity_fn(x, t), noise at t = 0, data at t = 1).
 # --------------------------------------------------------------------------
