@@ -42,19 +42,14 @@ def image_source(cfg):
 
 
 def sample_scores(workdir: str, split: str, num: int) -> dict:
-  """FD / precision / recall of `num` samples vs the split, on the project's feature classifier."""
+  """FD / precision / recall of `num` samples vs the split, on the project's feature classifier
+  (`gen_jax.eval.classifier.Reference`; the samples drawn by `gen_jax.eval.sampling.draw_run`)."""
   import jax
-  import numpy as np
-  from experiments.train_classifier import load_or_train, load_split
-  from gen_jax.eval.features import levels_to_unit, sample_metrics
+  from gen_jax.eval import classifier, sampling
   run, state, _ = workdir_lib.restore(workdir)
   cfg = image_source(run.config)
-  real, _, info = load_split(cfg.dataset, split, cfg.data_dir, cfg.manual_dir)
-  net = load_or_train(cfg.dataset, data_dir=cfg.data_dir, manual_dir=cfg.manual_dir)
-  fake = np.concatenate([
-      np.asarray(run.paradigm.sample(run.sampling_params(state), jax.random.key(i), 250))
-      for i in range(-(-num // 250))])[:num]
-  return sample_metrics(net, levels_to_unit(real, info.num_levels), fake)
+  reference = classifier.reference(cfg.dataset, split, cfg.data_dir, cfg.manual_dir)
+  return reference.scores(sampling.draw_run(run, state, jax.random.key(0), num).samples)
 
 
 def main(argv):

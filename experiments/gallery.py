@@ -8,7 +8,7 @@ Paradigms are found as the benchmark finds them (`experiments.benchmark.discover
 every `experiments/configs/<name>.py` whose `get_config(--dataset)` returns a config), and
 each is trained exactly as the quality suite trains it: in the benchmark's workdir
 `<workdir_root>/<dataset>/<name>_<budget>min`, for `--budget_minutes` of wall clock
-(`benchmark.train_once`), a two-stage config after its stage 1 (`benchmark.with_stage1`);
+(`benchmark.train`), a two-stage config after its stage 1 (`benchmark.with_stage1`);
 `--budget_overrides=NAME:MINUTES,...` gives some paradigms another budget (and so another
 workdir, `<name>_<minutes>min`), e.g. DDPM, whose 1,000-step sampler needs more training.
 So a gallery run after `python -m experiments.benchmark --suite=quality --budget_minutes=B`
@@ -22,8 +22,8 @@ file with its paradigms, their training steps and the command.
 """
 from __future__ import annotations
 
-import argparse
 import datetime
+import functools
 import os
 import sys
 
@@ -31,6 +31,7 @@ import jax
 import numpy as np
 
 from experiments import benchmark
+from gen_jax.eval import tables
 
 # Families in the order the gallery shows them; a paradigm module maps to one family.
 FAMILIES = {
@@ -46,6 +47,8 @@ NUM_SAMPLES, NUM_COLUMNS = 100, 10
 NOTES = {"vqvae": "decoded uniformly random codes: a VQ-VAE has no prior of its own "
                   "(vq_gpt, maskgit and text2image learn one)"}
 TEXT_SAMPLES, TEXT_TOKENS = 4, 400
+# One titled picture per paradigm ({label: uint8 [H, W, 3]}), side by side, as a PNG.
+family_figure = functools.partial(tables.panels_figure, size=(3.2, 3.6), dpi=110, fontsize=10)
 
 
 def family_of(name: str) -> str:
@@ -68,21 +71,6 @@ def decode_text(tokens, vocab: str) -> str:
   return "".join(vocab[int(t)] for t in np.asarray(tokens).reshape(-1))
 
 
-def family_figure(panels: dict, path: str, title: str) -> None:
-  """One titled picture per paradigm ({label: uint8 [H, W, 3]}), side by side, as a PNG."""
-  from matplotlib.figure import Figure          # no pyplot: leaves the caller's backend alone
-  fig = Figure(figsize=(3.2 * len(panels), 3.6))
-  axes = fig.subplots(1, len(panels), squeeze=False)[0]
-  for ax, (label, picture) in zip(axes, panels.items()):
-    ax.imshow(picture, interpolation="nearest")
-    ax.set_title(label, fontsize=10)
-    ax.axis("off")
-  fig.suptitle(title, fontsize=11)
-  fig.tight_layout()
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  fig.savefig(path, dpi=110)
-
-
 def picture(samples) -> np.ndarray:
   """Samples -> a picture: images as a grid NUM_COLUMNS wide, points as a scatter plot."""
   from gen_jax.utils import images
@@ -103,12 +91,12 @@ def parse_budgets(spec: str, default: float) -> dict:
   return budgets
 
 
-def trained_run(name, config, workdir_root, dataset, budget_minutes, max_steps, trained, log):
+def trained_run(name, config, dataset, args, trained) -> tuple:
   """(run, state, step, workdir) of `name` trained (or reused) in its benchmark workdir."""
   from gen_jax import workdir as workdir_lib
-  workdir = os.path.join(workdir_root, dataset, name + benchmark.workdir_suffix(budget_minutes, max_steps))
-  benchmark.with_stage1(config, workdir_root, budget_minutes, max_steps, log=log, trained=trained)
-  benchmark.train_once(name, config, workdir, budget_minutes, max_steps, log=log, trained=trained)
+  workdir = benchmark.workdir_of(args, dataset, name)
+  benchmark.with_stage1(config, args, trained, args.log)
+  benchmark.train(name, config, workdir, args, args.log, trained)
   return (*workdir_lib.restore(workdir), workdir)
 
 
@@ -119,30 +107,30 @@ def image_gallery(dataset, out, workdir_root, budgets, max_steps=0, only=None, s
   budgets: {name: minutes}, None -> the default. A paradigm that fails to build, train or
   sample is left out of its picture, and its row in the index says why.
   """
+  from gen_jax.eval import sampling
   configs = dict(benchmark.discover_configs(dataset, only=only))
   trained, rows = {}, []
   for family, names in group_by_family(configs).items():
     panels = {}
-    for i, name in enumerate(names):
+    for name in names:
       row = {"family": family, "paradigm": name, "file": f"{family}.png"}
       rows.append(row)
+      minutes = budgets.get(name, budgets[None])
+      args = benchmark.arguments(budget_minutes=minutes, max_steps=max_steps,
+                                 workdir_root=workdir_root, log=log)
       try:
-        run, state, step, workdir = trained_run(name, configs[name], workdir_root, dataset,
-                                                budgets.get(name, budgets[None]), max_steps,
-                                                trained, log)
+        run, state, step, workdir = trained_run(name, configs[name], dataset, args, trained)
         rng = jax.random.fold_in(jax.random.key(seed), len(rows))
-        samples, _, _ = benchmark.draw(run.paradigm, run.sampling_params(state), rng, NUM_SAMPLES)
+        samples = sampling.draw_run(run, state, rng, NUM_SAMPLES).samples
       except Exception as e:        # one broken paradigm must not cost the others' pictures
         row.update(step=None, note=f"not drawn: {type(e).__name__}: {e}")
         log(f"[gallery] {family}: {name} NOT DRAWN: {type(e).__name__}: {e}")
         continue
       panels[f"{name} ({step:,} steps)"] = picture(samples)
-      row.update(step=int(step), workdir=workdir, note=NOTES.get(name, ""),
-                 minutes=budgets.get(name, budgets[None]))
+      row.update(step=int(step), workdir=workdir, note=NOTES.get(name, ""), minutes=minutes)
       log(f"[gallery] {family}: {name} at step {step} from {workdir}")
     if panels:
-      family_figure(panels, os.path.join(out, f"{family}.png"),
-                    f"{family.replace('_', ' ')} on {dataset}")
+      family_figure(panels, os.path.join(out, f"{family}.png"), f"{family.replace('_', ' ')} on {dataset}")
   return rows
 
 
@@ -156,10 +144,11 @@ def text_gallery(text_configs, out, workdir_root, budgets, max_steps=0, seed=0,
     file, _, arg = spec.partition(":")
     name = os.path.splitext(os.path.basename(file))[0]
     config = importlib.import_module(f"experiments.configs.{name}").get_config(arg)
+    minutes = budgets.get(name, budgets[None])
+    args = benchmark.arguments(budget_minutes=minutes, max_steps=max_steps,
+                               workdir_root=workdir_root, log=log)
     try:
-      run, state, step, workdir = trained_run(name, config, workdir_root, config.dataset,
-                                              budgets.get(name, budgets[None]), max_steps, {},
-                                              log)
+      run, state, step, workdir = trained_run(name, config, config.dataset, args, {})
     except (FileNotFoundError, UserError) as e:
       log(f"[gallery] skipping {spec}: {e}")
       continue
@@ -171,55 +160,48 @@ def text_gallery(text_configs, out, workdir_root, budgets, max_steps=0, seed=0,
     with open(path, "w", encoding="utf-8") as f:
       f.write(text + "\n")
     rows.append({"family": family_of(name), "paradigm": f"{name} ({spec})", "step": int(step),
-                 "workdir": workdir, "file": f"{name}.txt", "note": "",
-                 "minutes": budgets.get(name, budgets[None])})
+                 "workdir": workdir, "file": f"{name}.txt", "note": "", "minutes": minutes})
     log(f"[gallery] {name}: {TEXT_SAMPLES} samples at step {step} -> {path}")
   return rows
 
 
 def write_index(rows, out, command) -> str:
   """<out>/index.md: the files, their paradigms and steps, the date and the command."""
-  lines = [f"Gallery written {datetime.date.today().isoformat()} by `{command}`; "
-           "samples from each paradigm's EMA parameters after the steps shown.", "",
-           "| file | family | paradigm | training budget (min) | steps | note |",
-           "|---|---|---|---|---|---|"]
-  lines += [f"| {r['file']} | {r['family']} | {r['paradigm']} | {r.get('minutes', '—')} | "
-            f"{'—' if r.get('step') is None else format(r['step'], ',')} | {r.get('note', '')} |"
-            for r in rows]
-  path = os.path.join(out, "index.md")
-  with open(path, "w") as f:
-    f.write("\n".join(lines) + "\n")
-  return path
+  caption = [f"Gallery written {datetime.date.today().isoformat()} by `{command}`; "
+             "samples from each paradigm's EMA parameters after the steps shown."]
+  columns = [("file", "file", ""), ("family", "family", ""), ("paradigm", "paradigm", ""),
+             ("training budget (min)", "minutes", ""), ("steps", "step", ","), ("note", "note", "")]
+  tables.write(out, {"index.md": tables.markdown(columns, rows, caption)})
+  return os.path.join(out, "index.md")
 
 
-def main(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("--out", default="results/gallery")
-  parser.add_argument("--dataset", default="digits")
-  parser.add_argument("--budget_minutes", type=float, default=1.0,
-                      help="training wall clock per paradigm (the benchmark's rule and workdirs)")
-  parser.add_argument("--budget_overrides", default="",
-                      help="NAME:MINUTES,... other budgets for some paradigms (e.g. ddpm:5); "
-                           "their workdirs are <name>_<minutes>min")
-  parser.add_argument("--max_steps", type=int, default=0, help="cap on training steps (0: none)")
-  parser.add_argument("--workdir_root", default="/tmp/gen_jax_benchmark")
-  parser.add_argument("--only", default="", help="comma-separated config names to keep")
-  parser.add_argument("--text_config", default="gpt.py:shakespeare_small",
-                      help="comma-separated text configs (file.py:arg); '' for none")
-  parser.add_argument("--seed", type=int, default=0)
-  args = parser.parse_args(argv)
-  only = [s for s in args.only.split(",") if s] or None
-  budgets = parse_budgets(args.budget_overrides, args.budget_minutes)
-  rows = image_gallery(args.dataset, args.out, args.workdir_root, budgets, args.max_steps, only,
-                       args.seed)
-  text = [s for s in args.text_config.split(",") if s]
-  if only is not None:
-    text = [s for s in text if os.path.splitext(s.partition(":")[0])[0] in only]
-  rows += text_gallery(text, args.out, args.workdir_root, budgets, args.max_steps, args.seed)
-  command = "python -m experiments.gallery " + " ".join(sys.argv[1:] if argv is None else argv)
-  print(f"wrote {write_index(rows, args.out, command.strip())}: "
-        f"{sum(r.get('step') is not None for r in rows)} of {len(rows)} paradigms drawn in {args.out}")
+def main(argv):
+  from absl import flags, logging
+  del argv
+  f = flags.FLAGS
+  logging.set_verbosity(logging.WARNING)
+  only = f.only or None
+  budgets = parse_budgets(",".join(f.budget_overrides), f.budget_minutes)
+  rows = image_gallery(f.dataset, f.out, f.workdir_root, budgets, f.max_steps, only, f.seed)
+  text = [s for s in f.text_config if only is None or os.path.splitext(s.partition(":")[0])[0] in only]
+  rows += text_gallery(text, f.out, f.workdir_root, budgets, f.max_steps, f.seed)
+  command = "python -m experiments.gallery " + " ".join(sys.argv[1:])
+  print(f"wrote {write_index(rows, f.out, command.strip())}: "
+        f"{sum(r.get('step') is not None for r in rows)} of {len(rows)} paradigms drawn in {f.out}")
 
 
 if __name__ == "__main__":
-  main()
+  from absl import app, flags
+  # Flags are defined only when this file is the program (no clash with other entry points).
+  flags.DEFINE_string("out", "results/gallery", "Folder of the PNGs, text samples and index.md.")
+  flags.DEFINE_string("dataset", "digits", "The configs' dataset argument.")
+  flags.DEFINE_float("budget_minutes", 1.0, "Training wall clock per paradigm (the benchmark's "
+                     "rule and workdirs).")
+  flags.DEFINE_list("budget_overrides", [], "NAME:MINUTES,... other budgets for some paradigms "
+                    "(e.g. ddpm:5); their workdirs are <name>_<minutes>min.")
+  flags.DEFINE_integer("max_steps", 0, "Cap on training steps (0: none).")
+  flags.DEFINE_string("workdir_root", "/tmp/gen_jax_benchmark", "The benchmark's workdirs.")
+  flags.DEFINE_list("only", [], "Config names to keep.")
+  flags.DEFINE_list("text_config", ["gpt.py:shakespeare_small"], "Text configs (file.py:arg); '' for none.")
+  flags.DEFINE_integer("seed", 0, "Sampling seed.")
+  app.run(main)

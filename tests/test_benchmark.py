@@ -1,10 +1,11 @@
-"""experiments/benchmark.py: discovery, the budget rule, and the quality suite end to end.
+"""experiments/benchmark.py and its suites: discovery, the budget rule, the quality suite end
+to end, and each family suite at a tiny budget.
 
 The end-to-end test trains paradigms for 2 steps each: `vae` and `latent_diffusion`
 (found in experiments/configs/) and two configs of a paradigm defined in this file
 (added with --extra_configs, their config.paradigm the dotted name of this module).
 On images that paradigm is an independent categorical per pixel with zero logits and
-a zero learning rate, so its test bits/dim is exactly log2(L) whatever the training:
+a vanishing learning rate, so its test bits/dim is log2(L) whatever the training:
 the table's number is checked against that truth. On a VAE's latents (the config
 `:latents`) it is a diagonal Gaussian prior decoded by the VAE: a second stage-2
 config naming the same stage 1 as latent_diffusion, which the benchmark must train
@@ -94,7 +95,7 @@ def get_config(arg="digits"):
   else:
     raise ValueError(f"{NAME} config: only 'digits' and 'latents'.")
   config.batch_size = 32
-  config.optimizer.learning_rate = 0.0     # logits stay 0: bits/dim = log2(L) exactly
+  config.optimizer.learning_rate = 1e-20   # logits stay 0 (to 1e-19): bits/dim = log2(L)
   return config
 
 
@@ -109,10 +110,13 @@ def test_discovery_keeps_configs_that_accept_the_dataset():
   assert "flow2d" in toy and "cgan" not in toy
 
 
-def test_budget_steps():
-  assert benchmark.budget_steps(0.5, 2.0) == 240
-  assert benchmark.budget_steps(0.5, 2.0, max_steps=7) == 7
-  assert benchmark.budget_steps(100.0, 0.01) == 1
+def test_workdir_names_say_the_budget_or_the_steps():
+  args = benchmark.arguments(workdir_root="/r")
+  assert benchmark.workdir_of(args, "digits", "vae") == "/r/digits/vae"
+  args.steps = 30
+  assert benchmark.workdir_of(args, "digits", "vae") == "/r/digits/vae_30steps"
+  args.budget_minutes, args.max_steps = 0.5, 7
+  assert benchmark.workdir_of(args, "digits", "vae") == "/r/digits/vae_0.5min_max7"
 
 
 def test_table_and_scatter_with_a_model_without_likelihood(tmp_path):
@@ -123,12 +127,15 @@ def test_table_and_scatter_with_a_model_without_likelihood(tmp_path):
            "recall": 0.125, "samples_per_s": 5000.0, "nfe": None, "train_examples_per_s": None}]
   meta = {"date": "d", "machine": "m", "command": "c", "budget_minutes": 1, "split": "test",
           "num_real": 360, "num_samples": 64}
-  md = benchmark.table_markdown(rows, meta).splitlines()
+  from experiments.benchmarks import quality
+  from gen_jax.eval import tables
+  md = quality.table_markdown(rows, meta).splitlines()
   table = [l for l in md if l.startswith("|")]
   assert len(table) == 4
   assert table[2].split("|")[1:5] == [" a ", " 3 ", " 2.500 ", " bound "]
   assert table[3].split("|")[3:5] == [" — ", " — "]
-  benchmark.plot_scatter(rows, str(tmp_path / "s.png"))
+  assert table[2].split("|")[5:] == [" 10.0 ", " 0.500 ", " 0.250 ", " 100 ", " 35 ", " 1,000 ", ""]
+  tables.likelihood_vs_fd_figure(rows, str(tmp_path / "s.png"))
   assert Image.open(tmp_path / "s.png").size[0] > 300
 
 
@@ -139,17 +146,16 @@ def test_find_stage1_matches_the_expected_fields():
   wrong.stage1.model = {"latent_dim": 12345}
   with pytest.raises(SystemExit, match="latent_dim"):
     benchmark.find_stage1(wrong)
-  assert benchmark.stage1_expectations(get_config("digits")) is None
 
 
 def test_quality_suite_end_to_end_with_a_paradigm_from_this_file(tmp_path, capsys):
   out, work = tmp_path / "out", tmp_path / "work" / "digits"
   latents = f"{NAME}_latents"
-  argv = ["--suite=quality", "--dataset=digits", "--budget_minutes=0.01", "--max_steps=2",
-          f"--only=vae,latent_diffusion,{NAME},{latents}",
-          f"--extra_configs={MODULE}:digits,{MODULE}:latents", "--num_samples=64",
-          f"--workdir_root={tmp_path / 'work'}", f"--out={out}", "--no_progress"]
-  benchmark.main(argv)
+  argv = dict(dataset="digits", budget_minutes=0.01, max_steps=2,
+              only=["vae", "latent_diffusion", NAME, latents],
+              extra_configs=[f"{MODULE}:digits", f"{MODULE}:latents"], num_samples=64,
+              workdir_root=str(tmp_path / "work"), out=str(out))
+  benchmark.run("quality", **argv)
   with open(out / "table.json") as f:
     table = json.load(f)
   rows = {r["paradigm"]: r for r in table["rows"]}
@@ -182,7 +188,7 @@ def test_quality_suite_end_to_end_with_a_paradigm_from_this_file(tmp_path, capsy
     assert f"| {name} (on vae) | 2 |" in md
   assert rows["latent_diffusion"]["bits_per_dim"] is None and "stage1" not in vae
   # A rerun resumes the finished workdirs and reuses their cached scores: the same rows.
-  again = {r["paradigm"]: r for r in benchmark.main(argv)}
+  again = {r["paradigm"]: r for r in benchmark.run("quality", **argv)}
   assert capsys.readouterr().out.count("[vae] resuming") == 1
   for name, r in rows.items():
     for k in ("step", "bits_per_dim", "FD (digits classifier)", "precision", "recall"):
@@ -195,8 +201,8 @@ def test_speed_suite_quick(tmp_path):
   text_dir.mkdir()
   (text_dir / "input.txt").write_text("".join(
       f"line {i}: the quick brown fox jumps over the lazy dog.\n" for i in range(400)))
-  res = benchmark.main(["--suite=speed", "--quick", f"--out={tmp_path}",
-                        f"--text_dir={text_dir}"])
+  res = benchmark.run("speed", quick=True, out=str(tmp_path), text_dir=str(text_dir),
+                      parts=["matmul", "gpt_train", "kv_cache", "train_steps"])
   saved = json.loads((tmp_path / "speed.json").read_text())
   assert saved["quick"] is True and set(saved) >= {"matmul", "gpt_train", "kv_cache"}
   train = res["gpt_train"]
@@ -216,54 +222,20 @@ def test_speed_suite_quick(tmp_path):
   assert "GFLOP/s" in text and "tokens/s" in text and "KV-cache" in text and "MFU" in text
 
 
-def test_diffusion_nfe_summary_by_hand(tmp_path):
-  """Per seed: the best FD at NFE <= 35 over the same seed's ancestral FD; then mean, sd."""
-  from experiments.benchmarks import diffusion
-  fd = 'FD (digits classifier)'
-  rows = []
-  for seed, anc in ((0, 20.0), (1, 10.0)):
-    rows.append({'seed': seed, 'sampler': 'ancestral', 'nfe': 1000, fd: anc})
-    for sampler in diffusion.SAMPLERS:
-      for nfe, value in ((10, 3 * anc), (20, 1.5 * anc), (35, 1.1 * anc), (50, 0.5 * anc)):
-        rows.append({'seed': seed, 'sampler': sampler, 'nfe': nfe, fd: value})
-  rows[1][fd] = 0.9 * 20.0                       # seed 0, first sampler, NFE 10: the best
-  summary = diffusion._nfe_summary(rows, (0, 1))
-  first = diffusion.SAMPLERS[0]
-  np.testing.assert_allclose(summary[f'ratio_{first}_nfe<=35'], [0.9, 1.1])
-  np.testing.assert_allclose(summary[f'ratio_{first}_nfe<=35_mean'], 1.0)
-  np.testing.assert_allclose(summary[f'ratio_{first}_nfe<=35_std'], math.sqrt(0.02))
-  for sampler in diffusion.SAMPLERS[1:]:     # NFE 50 (0.5) is not <= 35
-    np.testing.assert_allclose(summary[f'ratio_{sampler}_nfe<=35'], [1.1, 1.1])
-  assert summary['fd_ancestral_1000'] == [20.0, 10.0]
-  # At NFE 35: FDs (22, 11) over ancestral (20, 10): ratio of means 16.5 / 15 = 1.1; each
-  # mean's relative standard error is (sd / sqrt 2) / mean = 1/3, so se = 1.1 sqrt(2) / 3.
-  for sampler in diffusion.SAMPLERS:
-    np.testing.assert_allclose(summary[f'ratio_of_means_{sampler}_nfe35'], 1.1)
-    np.testing.assert_allclose(summary[f'ratio_of_means_{sampler}_nfe35_se'],
-                               1.1 * math.sqrt(2) / 3)
-  diffusion._write_nfe_results(rows, summary, str(tmp_path))
-  table = (tmp_path / 'table.md').read_text()
-  assert '| ancestral | 1000 | 20.0 | 10.0 | 1.000 |' in table
-  assert f'| {first} | 10 | 18.0 | 30.0 | 1.600 |' in table     # (18 + 30) / 2 / 15
-  assert f'- {first}_nfe35: 1.100 +- 0.519' in table
-  assert len((tmp_path / 'rows.jsonl').read_text().splitlines()) == len(rows)
-
-
 def test_diffusion_nfe_part_needs_a_budget_at_the_target(tmp_path):
-  from experiments.benchmarks import diffusion
   with pytest.raises(ValueError, match="none <= 35"):
-    diffusion.nfe_part(out=str(tmp_path), nfes=(50, 100))
+    benchmark.run("diffusion", out=str(tmp_path), nfes=["50", "100"], workdir_root=str(tmp_path))
 
 
 def test_flows_benchmark_budget_and_model_fields(tmp_path):
   """--budget_minutes turns the probed seconds per step into the steps trained (and reports
   both); --model overrides config.model fields; the record names the device."""
-  from experiments import benchmark
-  from experiments.benchmarks import flows
-  [r] = flows.images_part(("realnvp",), ("digits",), budget_minutes=0.005,
-                          model_fields={"hidden": 8, "steps_per_scale": 2}, out=str(tmp_path))
+  from gen_jax.eval import speed
+  [r] = benchmark.run("flows", parts=["images"], only=["realnvp"], budget_minutes=0.005,
+                      model="hidden=8,steps_per_scale=2", out=str(tmp_path),
+                      workdir_root=str(tmp_path / "work"))["results"]
   assert r["model"]["hidden"] == 8 and r["model"]["steps_per_scale"] == 2
-  assert r["steps"] == r["planned_steps"] == benchmark.budget_steps(r["probe_seconds_per_step"], 0.005)
+  assert r["steps"] == r["planned_steps"] == speed.budget_steps(r["probe_seconds_per_step"], 0.005)
   assert r["budget_minutes"] == 0.005 and r["device"] == jax.devices()[0].device_kind
   assert np.isfinite(r["test_bits_per_dim"]) and os.path.exists(r["grid_t0.7"])
 
@@ -272,12 +244,12 @@ def test_diffusion_benchmark_scores_the_full_ddpm_bound_once(tmp_path):
   """The paradigms part takes the loop's final eval (the full T-term VLB for ddpm, on
   --max_eval images) instead of evaluating again; an independent evaluation of the saved
   model with all T terms gives the same bits/dim."""
-  from experiments.benchmarks import diffusion
   from gen_jax.paradigms import ddpm
   from gen_jax import workdir as workdir_lib
   from gen_jax.eval import likelihood as likelihood_lib
-  [r] = diffusion.paradigms_part('digits', ('ddpm',), steps=3, out=str(tmp_path), num=8, max_eval=4)
-  run, state, step = workdir_lib.restore(str(tmp_path / 'ddpm_digits'))
+  [r] = benchmark.run('diffusion', parts=['paradigms'], only=['ddpm'], steps=3, out=str(tmp_path),
+                      num_samples=8, max_eval=4, workdir_root=str(tmp_path / 'work'))['paradigms']
+  run, state, step = workdir_lib.restore(str(tmp_path / 'work' / 'digits' / 'ddpm_3steps'))
   assert step == r['steps'] == 3 and run.config.model.vlb_num_steps == 0
   model = run.config.model.copy_and_resolve_references()
   run.paradigm = ddpm.make(model, run.info)
@@ -293,11 +265,9 @@ def test_flows_temperature_part_by_hand(tmp_path):
   from the classifier's features; the confident share of the real-image row matches a softmax
   by hand; the sweep PNG has one row per temperature, the T = 0 row one repeated image."""
   from experiments.benchmarks import flows
-  from experiments.benchmarks.common import classifier_and_test_images
   from experiments.configs import realnvp
-  from experiments.train_classifier import load_split
   from gen_jax.errors import UserError
-  from gen_jax.eval import features
+  from gen_jax.eval import classifier, features
   from gen_jax import workdir as workdir_lib
   config = realnvp.get_config("digits")
   config.model.update(hidden=8, steps_per_scale=2)
@@ -308,7 +278,8 @@ def test_flows_temperature_part_by_hand(tmp_path):
   out = tmp_path / "sweep"
   rows = flows.temperature_part(workdir, temperatures=(0.0, 1.0), num=40, out=str(out), columns=5)
   assert [r["temperature"] for r in rows] == [None, 0.0, 1.0] and rows[0]["source"] == "real train images"
-  net, real = classifier_and_test_images("digits")
+  reference = classifier.reference("digits")
+  net, real = reference.net, reference.images
   fd = next(k for k in rows[1] if k.startswith("FD"))
   run, state, _ = workdir_lib.restore(workdir)
   x0 = np.asarray(run.paradigm.sample(run.sampling_params(state), jax.random.key(7), 1, temperature=0.0))
@@ -316,7 +287,7 @@ def test_flows_temperature_part_by_hand(tmp_path):
   by_hand = np.sum((f_real.mean(0) - f0) ** 2) + np.trace(np.cov(f_real, rowvar=False))
   np.testing.assert_allclose(rows[1][fd], by_hand, rtol=1e-4)
   assert rows[2][fd] != rows[1][fd] and rows[1]["num_fake"] == 40
-  train_images, _, info = load_split("digits", "train")
+  train_images, _, info = classifier.load_split("digits", "train")
   p = np.asarray(jax.nn.softmax(net.logits(features.levels_to_unit(train_images[:40], info.num_levels))))
   assert rows[0]["confident_share"] == pytest.approx(np.mean(p.max(-1) >= 0.9))
   assert rows[1]["confident_share"] in (0.0, 1.0)          # one image, labelled 40 times
@@ -329,4 +300,48 @@ def test_flows_temperature_part_by_hand(tmp_path):
   assert (out / "temperature.md").read_text().count("\n") == 5
   assert len((out / "temperature.jsonl").read_text().splitlines()) == 3
   with pytest.raises(UserError, match="pass its --workdir"):
-    flows.run(parts=("temperature",))
+    benchmark.run("flows", parts=["temperature"])
+
+
+def test_gan_suite_at_a_tiny_budget(tmp_path):
+  """reference, images and cgan parts at 3 steps: every row scored, the reference the floor of
+  FD, cgan's class accuracy a share, and the grids written."""
+  out = tmp_path / "out"
+  res = benchmark.run("gan", parts=["reference", "images", "cgan"], only=["hinge+r1"], steps=3, num_samples=50,
+                      out=str(out), workdir_root=str(tmp_path / "work"))
+  fd = "FD (digits classifier)"
+  [ref], [image], [cgan] = res["reference"], res["images"], res["cgan"]
+  assert ref["num_fake"] == 1000 and 0 < ref[fd] < image[fd]
+  assert image["variant"] == "hinge+r1" and image["steps"] == 3 and image["num_fake"] == 50
+  assert image["fields"] == {"r1_gamma": 1.0} and image["train_seconds"] > 0
+  assert 0 <= cgan["class_accuracy"] <= 1 and len(cgan["class_accuracy_per_class"]) == 10
+  assert (out / "gan_digits_hinge+r1.png").exists() and (out / "cgan_digits_non_saturating+r1.png").exists()
+
+
+def test_hybrids_suite_at_a_tiny_budget(tmp_path):
+  """vq_gpt and text2image share one stage 1 (vqvae, trained once): one tokenizer row with its
+  code usage, a prior row with bits/dim (a bound) and NFE, and text2image's accuracy per digit."""
+  out = tmp_path / "out"
+  res = benchmark.run("hybrids", only=["vq_gpt", "text2image"], steps=2, num_samples=20, per_prompt=1,
+                      out=str(out), workdir_root=str(tmp_path / "work"))
+  [(label, tok)] = res["tokenizers"].items()
+  assert label == "vqvae" and tok["step"] == 2 and tok["dead_codes"] <= tok["num_codes"]
+  assert 1 <= tok["code_perplexity"] <= tok["num_codes"] and tok["recon_mse"] >= 0
+  prior = res["priors"]["vq_gpt"]
+  assert prior["stage1"] == "vqvae" and prior["bound"] is True and prior["bits_per_dim"] > 0
+  assert prior["nfe"] > 0 and prior["num_fake"] == 20 and prior["parameters"] > 0
+  t2i = res["text2image"]
+  assert len(t2i["prompt_accuracy_per_digit"]) == 10 and 0 <= t2i["prompt_accuracy"] <= 1
+  md = (out / "table.md").read_text()
+  assert "| vqvae | 2 |" in md and "| vq_gpt | vqvae |" in md and "| accuracy |" in md
+  assert Image.open(out / "samples.png").size[0] > 200
+
+
+def test_flows_toy_part_on_fresh_samples(tmp_path):
+  """The toy part's fresh-sample training (the loop's step on new batches of the true density):
+  the gap's standard error is the paired one, below the entropy's."""
+  [r] = benchmark.run("flows", parts=["toy"], toy_names=["eight_gaussians"], toy_steps=20,
+                      out=str(tmp_path))["results"]
+  assert r["steps"] == 20 and r["train_data"] == "fresh" and r["num_test_points"] == 100_000
+  assert np.isfinite(r["gap_nats"]) and r["gap_stderr"] < r["entropy_stderr"]
+  assert os.path.exists(r["scatter"])

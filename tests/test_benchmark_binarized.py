@@ -1,4 +1,5 @@
-"""experiments/benchmarks/binarized_mnist.py: its unit conversions and table, against hand values.
+"""The binarized-MNIST suite: its unit conversions (gen_jax.eval.likelihood) and table, against
+hand values.
 
 No data and no training: the configs are built (nothing is read from ../shared) and the
 table is formatted from rows written here.
@@ -11,14 +12,15 @@ import math
 import pytest
 
 from experiments.benchmarks import binarized_mnist as bm
+from gen_jax.eval import likelihood
 
 LOG2 = 0.6931471805599453
 
 
 def test_uniform_binary_model_is_784_log2_nats_and_one_bit_per_dim():
   # p(x) = 2^-784 for every binarized image: 784 * log 2 = 543.4273 nats, 1 bit per pixel.
-  assert bm.nats_to_bits_per_dim(784 * LOG2) == pytest.approx(1.0, abs=1e-6)
-  assert bm.bits_per_dim_to_nats(1.0) == pytest.approx(543.4273, abs=1e-4)
+  assert likelihood.nats_to_bits_per_dim(784 * LOG2, bm.NUM_DIMS) == pytest.approx(1.0, abs=1e-6)
+  assert likelihood.bits_per_dim_to_nats(1.0, bm.NUM_DIMS) == pytest.approx(543.4273, abs=1e-4)
 
 
 @pytest.mark.parametrize("nats, bits_per_dim", [
@@ -27,10 +29,10 @@ def test_uniform_binary_model_is_784_log2_nats_and_one_bit_per_dim():
     (0.0, 0.0),
 ])
 def test_nats_per_image_to_bits_per_dim_and_back(nats, bits_per_dim):
-  assert bm.nats_to_bits_per_dim(nats) == pytest.approx(bits_per_dim, abs=2e-6)
-  assert bm.bits_per_dim_to_nats(bits_per_dim) == pytest.approx(nats, abs=2e-3)
+  assert likelihood.nats_to_bits_per_dim(nats, bm.NUM_DIMS) == pytest.approx(bits_per_dim, abs=2e-6)
+  assert likelihood.bits_per_dim_to_nats(bits_per_dim, bm.NUM_DIMS) == pytest.approx(nats, abs=2e-3)
   # Other image sizes: 8x8 = 64 dims, 64 * log 2 nats is one bit per dim.
-  assert bm.nats_to_bits_per_dim(64 * LOG2, num_dims=64) == pytest.approx(1.0, abs=1e-6)
+  assert likelihood.nats_to_bits_per_dim(64 * LOG2, 64) == pytest.approx(1.0, abs=1e-6)
 
 
 def test_published_rows_keep_the_issue_figures_and_flags():
