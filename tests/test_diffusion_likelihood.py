@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from jax.scipy.stats import multivariate_normal
 
-from gen_jax.eval.ode_likelihood import gaussian_logp, ode_log_likelihood
+from gen_jax.samplers.ode_likelihood import gaussian_logp, ode_log_likelihood
 from gen_jax.losses import score_matching as sm
 from gen_jax.samplers import diffusion as ds
 

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from experiments.benchmarks.common import with_steps
+from gen_jax.eval.speed import with_steps
 from experiments.configs import latent_diffusion as ld_config
 from experiments.configs import vae as vae_config
 from gen_jax import data as data_lib

@@ -13,7 +13,7 @@ Args: digits | mnist_idx | eight_gaussians | checkerboard | moons | swiss_roll, 
 class-conditional digits_cond | mnist_idx_cond (label dropout, classifier-free guidance),
 and cifar10: Ho et al.'s 35.7M-parameter U-Net and schedule for 8 devices, to plan with
 `python -m experiments.train --config=experiments/configs/ddpm.py:cifar10 --workdir=X --dry_run`.
-Measured figures: README.md and experiments/benchmarks/diffusion.py.
+Measured figures: results/diffusion/README.md (python -m experiments.benchmark --suite=diffusion).
 """
 from experiments.configs._diffusion import base_diffusion_config
 from experiments.configs.common import model_fields

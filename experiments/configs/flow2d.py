@@ -13,7 +13,7 @@ Measured (defaults, eight_gaussians, 3000 steps, 38 s wall): test NLL 1.91 nats 
 fresh samples; 100,000 test points; 45 min wall each at load average ~29 on 2 cores):
   eight_gaussians  gap 0.0456 +- 0.0013 nats (NLL 1.7428, entropy 1.6973 +- 0.0032)
   checkerboard     gap 0.178  +- 0.002  nats (NLL 2.2573, entropy log 8 = 2.0794)
-  python -m experiments.benchmarks.flows --parts=toy --toy_names=eight_gaussians,checkerboard
+  python -m experiments.benchmark --suite=flows --parts=toy --toy_names=eight_gaussians,checkerboard
 """
 from experiments.configs.common import base_config, field_names, model_fields
 from gen_jax.paradigms import flow2d

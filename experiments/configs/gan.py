@@ -20,7 +20,7 @@ on the toy data; --config.model.r1_gamma=0 gives the plain loss), `model.n_criti
 is the number of discriminator updates per generator update (e.g.
 --config.model.loss=wgan_gp --config.model.r1_gamma=0 --config.model.n_critic=3). Both players use Adam with b1 = 0.5 (DCGAN) through
 `optimizer.per_player`; samples come from the EMA of the parameters.
-Figures measured here are in README.md / experiments/benchmarks/gan.py.
+Figures measured here: results/gan_mnist10k/README.md (python -m experiments.benchmark --suite=gan).
 """
 from experiments.configs.common import base_config, model_fields
 from gen_jax.paradigms import gan

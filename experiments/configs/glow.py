@@ -29,7 +29,7 @@ Measured here (2 shared CPU cores, load average 25-30; test split, one dequantiz
                        steps, and strokes rather than digits even at 1.38 (17,800 H100 steps)
   Before the logit transform (K = 4, 1500 steps): glow.py:mnist_idx 3.49, realnvp.py:mnist_idx 2.51.
 Reference scale: RealNVP 1.06 / Glow 1.05 bits/dim on full MNIST (60k images, long GPU runs).
-Benchmark: python -m experiments.benchmarks.flows --parts=images --datasets=digits,mnist_idx
+Benchmark: python -m experiments.benchmark --suite=flows --parts=images --dataset=digits,mnist_idx
 """
 from experiments.configs.common import base_config, field_names, model_fields
 from gen_jax.paradigms import flow

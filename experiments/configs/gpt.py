@@ -34,7 +34,7 @@ gradients to 1e-4 relative, losses after 5 steps to 2e-6); the warmup is nanoGPT
 lr (s + 1) / (W + 1) (optimizer.warmup_offset = 1). The GELU is GPT-2's tanh form (nanoGPT:
 exact erf; an earlier run measured no difference: 1.907 with either, seed 0). So the issue's <= 1.88 on the whole
 split is reached neither by this config nor by nanoGPT. Speed: python -m
-experiments.benchmarks.autoregressive.
+experiments.benchmark --suite=autoregressive.
 """
 from experiments.configs.common import base_config, field_names, model_fields
 from gen_jax.paradigms import gpt

@@ -6,5 +6,6 @@ Import the submodules: `evaluators` (the interface: Likelihood, Samples, ClassAc
 `features`, `frechet`, `precision_recall` (FD, k-NN precision/recall), `conditional` (class
 and caption accuracy), `reconstruction` (a tokenizer's scores), `modes` (mode coverage),
 `nfe` (few-step samplers against a reference), `speed` (the step-time probe, the budget
-rule, flop counts), `tables` (the one table writer), `ode_likelihood`. Nothing here imports
+rule, flop counts), `tables` (the one table writer). (The PF-ODE likelihood the diffusion
+paradigms report is `gen_jax.samplers.ode_likelihood`, below them.) Nothing here imports
 gen_jax.train or gen_jax.workdir: a `run` is duck-typed (see `evaluators`)."""

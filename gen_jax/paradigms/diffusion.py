@@ -107,7 +107,7 @@ GUIDANCE_FIELDS = ('conditional', 'label_dropout', 'guidance')
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class ODEDiffusionFields(DiffusionFields):
-  """DiffusionFields and the solver of an ODE likelihood (`gen_jax.eval.ode_likelihood`)."""
+  """DiffusionFields and the solver of an ODE likelihood (`gen_jax.samplers.ode_likelihood`)."""
   trace: str = 'hutchinson'                   # hutchinson | exact: the divergence estimator
   rtol: float = 1e-5
   atol: float = 1e-5

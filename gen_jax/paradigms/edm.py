@@ -17,7 +17,7 @@ import dataclasses
 
 import jax.numpy as jnp
 
-from gen_jax.eval.ode_likelihood import gaussian_logp, ode_log_likelihood
+from gen_jax.samplers.ode_likelihood import gaussian_logp, ode_log_likelihood
 from gen_jax.losses import score_matching as sm
 from gen_jax.paradigms import diffusion as common
 from gen_jax.paradigms.base import Paradigm, parse_model_config
