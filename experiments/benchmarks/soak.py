@@ -66,11 +66,6 @@ def _newest_step(workdir):
   return max(steps, default=0)
 
 
-def _num_steps(workdir):
-  ckpts = os.path.join(workdir, "checkpoints")
-  return len([s for s in os.listdir(ckpts) if s.isdigit()]) if os.path.isdir(ckpts) else 0
-
-
 def _saving(workdir):
   ckpts = os.path.join(workdir, "checkpoints")
   return os.path.isdir(ckpts) and any("tmp" in s for s in os.listdir(ckpts))
@@ -84,21 +79,23 @@ def _array_files(step_dir):
 
 
 def inject(fault, proc, workdir, rng, timeout=600.0) -> str:
-  """Ends a running training process with `fault`; returns what was done."""
-  start = time.time()
-  # Training has begun once a save lands; a damaged checkpoint needs an older one to fall
-  # back on (with none, the relaunch stops and asks for --restart, by design).
-  needed = 2 if fault in ("bitflip", "truncate") else 1
-  while (proc.poll() is None and _num_steps(workdir) < needed and
+  """Ends a running training process with `fault`; returns what was done.
+
+  The fault lands while the process trains: once it has saved a checkpoint of its own
+  (so its signal handlers are in place and it has made progress), at a random moment up to
+  two seconds later, or, for sigkill_in_save, the moment Orbax starts writing the next one.
+  """
+  start, launched_at = time.time(), _newest_step(workdir)
+  while (proc.poll() is None and _newest_step(workdir) <= launched_at and
          time.time() - start < timeout):
-    time.sleep(0.05)
+    time.sleep(0.02)
   if proc.poll() is not None:
     return "finished first"
   if fault == "sigkill_in_save":
     while proc.poll() is None and not _saving(workdir) and time.time() - start < timeout:
-      time.sleep(0.002)
+      time.sleep(0.001)
   else:
-    time.sleep(rng.uniform(0.0, 3.0))
+    time.sleep(rng.uniform(0.0, 2.0))
   if proc.poll() is not None:
     return "finished first"
   sig = {"sigterm": signal.SIGTERM, "sigint": signal.SIGINT}.get(fault, signal.SIGKILL)
