@@ -38,16 +38,18 @@ DEFAULTS = {"out": "/tmp/gen_jax_soak", "workdir_root": "/tmp/gen_jax_soak/workd
 FAULTS = ("sigkill", "sigkill_in_save", "sigterm", "sigint", "bitflip", "truncate",
           "torn_metrics")
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-_SMALL = ["--config.batch_size=8", "--config.log_every_steps=2", "--config.eval_every_steps=100000",
-          "--config.sample_every_steps=100000", "--config.checkpoint_every_steps=6",
+# Long enough that every one of 20 cycles lands mid-run (a cycle trains from its start-up to a
+# save of its own and up to 2 s more), with checkpoints often enough to be hit while written.
+_SMALL = ["--config.batch_size=8", "--config.log_every_steps=10", "--config.eval_every_steps=100000",
+          "--config.sample_every_steps=100000", "--config.checkpoint_every_steps=40",
           "--config.eval_max_examples=16"]
 # name -> (config file:arg, overrides, steps); stage-2 models name their stage 1 in STAGE1.
 MODELS = {
-    "vae": ("vae.py:digits", ["--config.model.channels=(8,)", "--config.model.latent_dim=2"], 150),
+    "vae": ("vae.py:digits", ["--config.model.channels=(8,)", "--config.model.latent_dim=2"], 6000),
     "gan": ("gan.py:digits", ["--config.model.g_channels=8", "--config.model.d_channels=8",
-                              "--config.model.d_feature_dim=16", "--config.model.latent_dim=4"], 150),
+                              "--config.model.d_feature_dim=16", "--config.model.latent_dim=4"], 4000),
     "vq_gpt": ("vq_gpt.py:digits", ["--config.model.num_layers=1", "--config.model.embed_dim=16",
-                                    "--config.model.num_heads=2"], 150),
+                                    "--config.model.num_heads=2"], 4000),
 }
 STAGE1 = {"vq_gpt": ("vqvae.py:digits", ["--config.model.channels=(8,)",
                                          "--config.model.code_dim=4"], 40)}

@@ -6,7 +6,7 @@ from experiments.benchmarks import soak
 
 def test_three_faults_lose_nothing(tmp_path):
   result = soak.soak("vae", cycles=3, seed=0, root=str(tmp_path), log=lambda s: None,
-                     faults=("sigkill_in_save", "bitflip", "torn_metrics"), steps=60)
+                     faults=("sigkill_in_save", "bitflip", "torn_metrics"), steps=600)
   assert sum(result["faults"].values()) == 3, result["events"]
   assert result["mismatches"] == {"params": 0, "opt_state": 0, "ema_params": 0,
                                   "loss_curve": 0, "duplicate_steps": 0}, result
