@@ -394,8 +394,8 @@ def validate(config) -> None:
       raise UserError(f"config.{name}={config[name]!r}; it must be >= 1 (set it to "
                       f"config.num_train_steps={config.num_train_steps} to do it once, at the end).")
   lr = config.optimizer.learning_rate
-  if not (isinstance(lr, (int, float)) and np.isfinite(lr) and lr > 0):
-    raise UserError(f"config.optimizer.learning_rate={lr!r}; it must be a finite number > 0.")
+  if not (isinstance(lr, (int, float)) and np.isfinite(lr) and lr >= 0):
+    raise UserError(f"config.optimizer.learning_rate={lr!r}; it must be a finite number >= 0.")
 
 
 class WorkdirLock:

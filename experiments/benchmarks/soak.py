@@ -49,7 +49,7 @@ MODELS = {
     "gan": ("gan.py:digits", ["--config.model.g_channels=8", "--config.model.d_channels=8",
                               "--config.model.d_feature_dim=16", "--config.model.latent_dim=4"], 4000),
     "vq_gpt": ("vq_gpt.py:digits", ["--config.model.num_layers=1", "--config.model.embed_dim=16",
-                                    "--config.model.num_heads=2"], 4000),
+                                    "--config.model.num_heads=2"], 14000),
 }
 STAGE1 = {"vq_gpt": ("vqvae.py:digits", ["--config.model.channels=(8,)",
                                          "--config.model.code_dim=4"], 40)}
