@@ -52,18 +52,20 @@ from gen_jax.train.state import TrainState
 # trajectory of the parameters.
 RELAUNCH_FIELDS = ("mesh", "log_every_steps", "eval_every_steps", "checkpoint_every_steps",
                    "sample_every_steps", "num_samples", "keep_checkpoints",
-                   "eval_batch_size", "eval_max_examples", "data_dir", "manual_dir")
+                   "eval_batch_size", "eval_max_examples", "data_dir", "manual_dir", "remat")
 
 # Fields added to the configs after workdirs were made without them, each with the value that
 # does what the code did before the field existed: a saved config that lacks the field is the
 # same experiment as a new one that holds this value. Add a field here when you add it to a config.
 ADDED_FIELDS = {"model.ddim_spacing": "uniform", "model.split_prior": "standard",
-                "model.res_blocks": 0}
+                "model.res_blocks": 0, "compute_dtype": "float32", "param_dtype": "float32",
+                "remat": "none", "grad_accum_steps": 1}
 
 # Fields that may change when a run is continued in its workdir (besides RELAUNCH_FIELDS):
-# how long it trains and what a NaN/inf does. Each change is recorded in config.json's
+# how long it trains, what a NaN/inf does and how many micro-batches an update takes (an
+# out-of-memory relaunch). Each change is recorded in config.json's
 # "history". Any other field may change only when named in `resume_changes`.
-CONTINUE_FIELDS = ("num_train_steps", "on_nonfinite")
+CONTINUE_FIELDS = ("num_train_steps", "on_nonfinite", "grad_accum_steps")
 
 # config.stage1 fields that say where the stage-1 run is; every other field is an expectation
 # of its saved config (`check_expected`).

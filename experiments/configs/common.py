@@ -39,6 +39,11 @@ def base_config(paradigm: str, dataset: str) -> ml_collections.ConfigDict:
   config.keep_checkpoints = 3
   config.on_nonfinite = "halt"        # halt | skip: what a NaN/inf loss or gradient does
   config.mesh = "data=-1,fsdp=1"      # axis sizes; -1 takes all remaining devices
+  # Accelerator fields (gen_jax.policy, gen_jax.train.state).
+  config.compute_dtype = "float32"    # float32 | bfloat16: activations and matmuls of the step
+  config.param_dtype = "float32"      # float32 | bfloat16: stored params, optimizer state, EMA
+  config.remat = "none"               # none | blocks | full | a jax.checkpoint_policies name
+  config.grad_accum_steps = 1         # micro-batches per update (divides each device's batch)
 
   config.optimizer = ml_collections.ConfigDict()
   config.optimizer.name = "adam"      # adam | adamw | sgd

@@ -18,6 +18,7 @@ import numpy as np
 
 from gen_jax import data as data_lib
 from gen_jax.errors import UserError
+from gen_jax import policy as policy_lib
 from gen_jax.paradigms import load_paradigm
 from gen_jax.train import optim
 from gen_jax.train import sharding as shard_lib
@@ -54,6 +55,7 @@ class Run:
   state_shardings: Any
   keys: dict
   data_kwargs: dict
+  policy: policy_lib.Policy = policy_lib.Policy()
 
   def put_batch(self, batch):
     return shard_lib.put_batch(batch, self.mesh)
@@ -66,7 +68,8 @@ class Run:
   def init_state(self, example_batch) -> TrainState:
     def init_fn(rng, batch):
       params = self.paradigm.init(rng, batch)
-      return init_state(self.paradigm, self.optimizers, params, self.config.ema_decay)
+      return init_state(self.paradigm, self.optimizers, params, self.config.ema_decay,
+                        self.policy)
     return jax.jit(init_fn, out_shardings=self.state_shardings)(self.keys["init"], example_batch)
 
   def gather(self, params):
@@ -117,8 +120,10 @@ def build(config, *, stage1=None, info=None, paradigm=None) -> Run:
     info = data_lib.get_info(config.dataset, **kwargs)
   if paradigm is None:
     paradigm = load_paradigm(config, info)
+  policy = policy_lib.from_config(config)
   mesh = shard_lib.make_mesh(config.mesh)
   shard_lib.global_batch_size_check(config.batch_size, mesh)
+  grad_accum_check(config.get("grad_accum_steps", 1), config.batch_size, mesh)
   players = paradigm.players or (None,)
   optimizers, schedules = {}, {}
   for p in players:
@@ -127,11 +132,21 @@ def build(config, *, stage1=None, info=None, paradigm=None) -> Run:
   keys = run_keys(config.seed)
 
   def init_fn(rng, batch):
-    return init_state(paradigm, optimizers, paradigm.init(rng, batch), config.ema_decay)
+    return init_state(paradigm, optimizers, paradigm.init(rng, batch), config.ema_decay, policy)
 
   abstract = jax.eval_shape(init_fn, keys["init"], example_batch(info))
   shardings = shard_lib.tree_shardings(abstract, mesh)
   abstract = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
                           abstract, shardings)
   return Run(config, info, paradigm, mesh, optimizers, schedules, abstract, shardings, keys,
-             kwargs)
+             kwargs, policy)
+
+
+def grad_accum_check(k, batch_size: int, mesh) -> None:
+  """config.grad_accum_steps must be a positive int dividing each device's batch share."""
+  per_device = batch_size // shard_lib.batch_shards(mesh)
+  if not isinstance(k, int) or isinstance(k, bool) or k < 1 or per_device % k:
+    raise UserError(
+        f"config.grad_accum_steps={k!r} must be a whole number >= 1 that divides the batch "
+        f"each device holds ({batch_size} over {shard_lib.batch_shards(mesh)} device(s) = "
+        f"{per_device}); use a divisor of {per_device} or change config.batch_size.")

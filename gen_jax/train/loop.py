@@ -40,7 +40,9 @@ def jit_train_step(run):
   shardings (state as `run.state_shardings`, batch split on the data axis) and the
   input state donated."""
   step = make_train_step(run.paradigm, run.optimizers, run.schedules, run.config.ema_decay,
-                         skip_nonfinite=run.config.on_nonfinite == "skip", gather=run.gather)
+                         skip_nonfinite=run.config.on_nonfinite == "skip", gather=run.gather,
+                         policy=run.policy,
+                         grad_accum_steps=run.config.get("grad_accum_steps", 1))
   return jax.jit(step, in_shardings=(run.state_shardings, shard_lib.batch_sharding(run.mesh),
                                      run.replicated),
                  out_shardings=(run.state_shardings, run.replicated), donate_argnums=0)

@@ -93,8 +93,13 @@ def tree_shardings(abstract_tree, mesh: Mesh):
   return jax.tree.map(lambda x: param_sharding(x.shape, mesh), abstract_tree)
 
 
+def batch_shards(mesh: Mesh) -> int:
+  """How many pieces the batch is split into (the data x fsdp devices)."""
+  return mesh.shape["data"] * mesh.shape["fsdp"]
+
+
 def global_batch_size_check(batch_size: int, mesh: Mesh) -> None:
-  n = mesh.shape["data"] * mesh.shape["fsdp"]
+  n = batch_shards(mesh)
   if batch_size % n or batch_size % jax.process_count():
     raise UserError(
         f"batch_size={batch_size} is not divisible by the {n} devices of the mesh's "

@@ -6,6 +6,15 @@ parameters, in the order of `paradigm.update_schedule`), applies the player's
 optax optimizer, then the paradigm's `post_update` (non-gradient state such as
 an EMA codebook), updates the EMA and records the first non-finite step.
 Leaves named by `paradigm.non_trainable` are frozen for the optimizer (`freeze`).
+
+The loss is traced under the run's `gen_jax.policy.Policy` (compute dtype,
+rematerialisation). With `grad_accum_steps = k > 1` each update's batch is split into k
+micro-batches (example i goes to micro-batch i mod k, so each device's shard splits evenly),
+whose gradients a `lax.scan` averages before the one optimizer update: for a loss that is a
+mean over examples this is the whole batch's gradient, with the activation memory of one
+micro-batch. Micro-batch j draws its randomness from `fold_in(rng, j)` (k = 1 keeps `rng`),
+so a deterministic loss gives the whole batch's update to float rounding and a stochastic
+one an update with draws as independent as the whole batch's.
 """
 from __future__ import annotations
 
@@ -16,6 +25,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from gen_jax.policy import Policy
 from gen_jax.paradigms.base import Paradigm
 
 # Codes for TrainState.nonfinite_what.
@@ -53,7 +63,9 @@ def freeze(optimizer, names):
   return optax.multi_transform({"train": optimizer, "frozen": optax.set_to_zero()}, labels)
 
 
-def init_state(paradigm: Paradigm, optimizers, params, ema_decay: float) -> TrainState:
+def init_state(paradigm: Paradigm, optimizers, params, ema_decay: float,
+               policy: Policy = Policy()) -> TrainState:
+  params = policy.cast_to_param(params)
   if paradigm.players:
     opt_state = {p: optimizers[p].init(params[p]) for p in paradigm.players}
   else:
@@ -65,15 +77,45 @@ def init_state(paradigm: Paradigm, optimizers, params, ema_decay: float) -> Trai
       nonfinite_what=jnp.zeros((), jnp.int32))
 
 
-def _update(loss_fn, optimizer, params, opt_state, batch, rng, gather, non_trainable=()):
+def micro_batches(batch, k: int):
+  """[B, ...] leaves -> [k, B / k, ...]: micro-batch j holds examples j, j + k, j + 2k, ..."""
+  return jax.tree.map(lambda x: x.reshape(x.shape[0] // k, k, *x.shape[1:]).swapaxes(0, 1),
+                      batch)
+
+
+def _value_and_grad(loss_fn, params, batch, rng, k: int):
+  """((loss, metrics), grads) of `loss_fn`, averaged over k micro-batches (k = 1: the batch)."""
+  value_and_grad = jax.value_and_grad(loss_fn, has_aux=True)
+  if k == 1:
+    return value_and_grad(params, batch, rng)
+
+  def accumulate(total, micro):
+    j, micro_batch = micro
+    out = value_and_grad(params, micro_batch, jax.random.fold_in(rng, j))
+    return jax.tree.map(jnp.add, total, out), None
+
+  micro = (jnp.arange(k), micro_batches(batch, k))
+  shapes = jax.eval_shape(value_and_grad, params, jax.tree.map(lambda x: x[0], micro[1]), rng)
+  zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+  total, _ = jax.lax.scan(accumulate, zeros, micro)
+  return jax.tree.map(lambda x: x / k, total)
+
+
+def _update(loss_fn, optimizer, params, opt_state, batch, rng, gather, non_trainable=(),
+            policy: Policy = Policy(), grad_accum_steps: int = 1):
   """One gradient step of `loss_fn(params, batch, rng)` -> (params, opt_state, loss, metrics, grad_norm).
 
-  `gather` maps stored parameters to the ones compute uses (FSDP's all-gather);
-  grad_norm leaves out the `non_trainable` leaves (the optimizer does too).
+  `gather` maps stored parameters to the ones compute uses (FSDP's all-gather); the loss is
+  traced under `policy` on the parameters cast to its compute dtype (their gradients come
+  back in the stored dtype); grad_norm leaves out the `non_trainable` leaves (the optimizer
+  does too).
   """
-  def gathered_loss(p, batch, rng):
-    return loss_fn(gather(p), batch, rng)
-  (loss, metrics), grads = jax.value_and_grad(gathered_loss, has_aux=True)(params, batch, rng)
+  def policy_loss(p, batch, rng):
+    with policy.active():
+      return loss_fn(policy.cast_to_compute(gather(p)), batch, rng)
+  if policy.remat == "full":
+    policy_loss = jax.checkpoint(policy_loss)
+  (loss, metrics), grads = _value_and_grad(policy_loss, params, batch, rng, grad_accum_steps)
   if non_trainable:
     grads = jax.tree.map(lambda g, t: g if t else jnp.zeros_like(g), grads,
                          trainable_mask(grads, non_trainable))
@@ -83,15 +125,17 @@ def _update(loss_fn, optimizer, params, opt_state, batch, rng, gather, non_train
 
 
 def make_train_step(paradigm: Paradigm, optimizers, schedules, ema_decay: float,
-                    skip_nonfinite: bool, gather=lambda tree: tree):
+                    skip_nonfinite: bool, gather=lambda tree: tree, policy: Policy = Policy(),
+                    grad_accum_steps: int = 1):
   """Returns train_step(state, batch, base_key) -> (state, metrics)."""
+  tracing = dict(policy=policy, grad_accum_steps=grad_accum_steps)
 
   def train_step(state: TrainState, batch, base_key):
     rng = jax.random.fold_in(base_key, state.step)
     if not paradigm.players:
       params, opt_state, loss, metrics, grad_norm = _update(
           paradigm.loss, optimizers[None], state.params, state.opt_state, batch, rng, gather,
-          paradigm.non_trainable)
+          paradigm.non_trainable, **tracing)
       metrics = {**metrics, "grad_norm": grad_norm,
                  "learning_rate": schedules[None](state.step)}
     else:
@@ -102,7 +146,7 @@ def make_train_step(paradigm: Paradigm, optimizers, schedules, ema_decay: float,
           return paradigm.loss[player]({**others, player: p}, batch, rng)
         params[player], opt_state[player], loss, m, g = _update(
             player_loss, optimizers[player], params[player], opt_state[player],
-            batch, jax.random.fold_in(rng, i), gather, paradigm.non_trainable)
+            batch, jax.random.fold_in(rng, i), gather, paradigm.non_trainable, **tracing)
         grad_norm = jnp.maximum(grad_norm, g)
         metrics.update({f"{player}/{k}": v for k, v in m.items()})
         metrics.update({f"{player}/loss": loss, f"{player}/grad_norm": g})
