@@ -8,13 +8,9 @@ an EMA codebook), updates the EMA and records the first non-finite step.
 Leaves named by `paradigm.non_trainable` are frozen for the optimizer (`freeze`).
 
 The loss is traced under the run's `gen_jax.policy.Policy` (compute dtype,
-rematerialisation). With `grad_accum_steps = k > 1` each update's batch is split into k
-micro-batches (example i goes to micro-batch i mod k, so each device's shard splits evenly),
-whose gradients a `lax.scan` averages before the one optimizer update: for a loss that is a
-mean over examples this is the whole batch's gradient, with the activation memory of one
-micro-batch. Micro-batch j draws its randomness from `fold_in(rng, j)` (k = 1 keeps `rng`),
-so a deterministic loss gives the whole batch's update to float rounding and a stochastic
-one an update with draws as independent as the whole batch's.
+rematerialisation). With `grad_accum_steps = k > 1` each update's gradient is averaged over
+k micro-batches that draw the whole batch's random numbers (`gen_jax.train.accumulate`):
+the whole batch's update, to float rounding, with the activation memory of one micro-batch.
 """
 from __future__ import annotations
 
@@ -26,6 +22,7 @@ import jax.numpy as jnp
 import optax
 
 from gen_jax.policy import Policy
+from gen_jax.train import accumulate
 from gen_jax.paradigms.base import Paradigm
 
 # Codes for TrainState.nonfinite_what.
@@ -77,30 +74,6 @@ def init_state(paradigm: Paradigm, optimizers, params, ema_decay: float,
       nonfinite_what=jnp.zeros((), jnp.int32))
 
 
-def micro_batches(batch, k: int):
-  """[B, ...] leaves -> [k, B / k, ...]: micro-batch j holds examples j, j + k, j + 2k, ..."""
-  return jax.tree.map(lambda x: x.reshape(x.shape[0] // k, k, *x.shape[1:]).swapaxes(0, 1),
-                      batch)
-
-
-def _value_and_grad(loss_fn, params, batch, rng, k: int):
-  """((loss, metrics), grads) of `loss_fn`, averaged over k micro-batches (k = 1: the batch)."""
-  value_and_grad = jax.value_and_grad(loss_fn, has_aux=True)
-  if k == 1:
-    return value_and_grad(params, batch, rng)
-
-  def accumulate(total, micro):
-    j, micro_batch = micro
-    out = value_and_grad(params, micro_batch, jax.random.fold_in(rng, j))
-    return jax.tree.map(jnp.add, total, out), None
-
-  micro = (jnp.arange(k), micro_batches(batch, k))
-  shapes = jax.eval_shape(value_and_grad, params, jax.tree.map(lambda x: x[0], micro[1]), rng)
-  zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
-  total, _ = jax.lax.scan(accumulate, zeros, micro)
-  return jax.tree.map(lambda x: x / k, total)
-
-
 def _update(loss_fn, optimizer, params, opt_state, batch, rng, gather, non_trainable=(),
             policy: Policy = Policy(), grad_accum_steps: int = 1):
   """One gradient step of `loss_fn(params, batch, rng)` -> (params, opt_state, loss, metrics, grad_norm).
@@ -115,7 +88,8 @@ def _update(loss_fn, optimizer, params, opt_state, batch, rng, gather, non_train
       return loss_fn(policy.cast_to_compute(gather(p)), batch, rng)
   if policy.remat == "full":
     policy_loss = jax.checkpoint(policy_loss)
-  (loss, metrics), grads = _value_and_grad(policy_loss, params, batch, rng, grad_accum_steps)
+  (loss, metrics), grads = accumulate.value_and_grad(policy_loss, params, batch, rng,
+                                                           grad_accum_steps)
   if non_trainable:
     grads = jax.tree.map(lambda g, t: g if t else jnp.zeros_like(g), grads,
                          trainable_mask(grads, non_trainable))
