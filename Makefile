@@ -25,7 +25,7 @@ demo: $(STAMP)
 	$(PY) -m experiments.evaluate --workdir=$(DEMO_DIR)
 
 test: $(STAMP)
-	$(PY) -m pytest -n $(PYTEST_WORKERS) -q tests notebooks --nbmake --nbmake-timeout=900
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup -q tests notebooks --nbmake --nbmake-timeout=900
 
 gallery: $(STAMP)
 	$(PY) -m experiments.gallery --out=results/gallery --budget_overrides=ddpm:5,maskgit:3,text2image:3

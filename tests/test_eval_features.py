@@ -17,6 +17,9 @@ from gen_jax.eval import classifier as classifier_lib
 from gen_jax.eval import features as features_lib
 from gen_jax.nets.classifier import Classifier
 
+# Its module-scoped fixture is costly: one xdist worker runs the module (make test: --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("test_eval_features")
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 

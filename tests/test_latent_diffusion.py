@@ -30,6 +30,9 @@ from gen_jax.paradigms import edm
 from gen_jax.paradigms.vae import VAENet
 from gen_jax import workdir as workdir_lib
 
+# Its module-scoped fixture is costly: one xdist worker runs the module (make test: --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("test_latent_diffusion")
+
 LATENT_DIM, LEVELS = 3, 17
 
 

@@ -13,6 +13,9 @@ from gen_jax import workdir as workdir_lib
 from experiments.configs.common import stage1_config
 from test_vq import tiny_vqvae_config
 
+# Its module-scoped fixture is costly: one xdist worker runs the module (make test: --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("test_two_stage")
+
 
 def train_tiny_vqvae(root) -> tuple[str, str]:
   """(stage-1 workdir, data_dir): a 4-step VQ-VAE on digits (checkpoints at 2 and 4).

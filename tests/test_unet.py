@@ -10,6 +10,9 @@ import pytest
 
 from gen_jax.nets.unet import ScoreMLP, UNet, timestep_embedding
 
+# Its module-scoped fixture is costly: one xdist worker runs the module (make test: --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("test_unet")
+
 
 def _perturb(params, key, scale=0.05):
   leaves, tree = jax.tree.flatten(params)

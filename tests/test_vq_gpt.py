@@ -15,6 +15,9 @@ from gen_jax import workdir as workdir_lib
 from gen_jax.eval import likelihood as likelihood_lib
 from test_two_stage import expect, train_tiny_vqvae
 
+# Its module-scoped fixture is costly: one xdist worker runs the module (make test: --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("test_vq_gpt")
+
 
 def tiny_vq_gpt_config(stage1_workdir, data_dir, **model):
   config = vq_gpt_config.get_config("digits")

@@ -13,6 +13,9 @@ from gen_jax import workdir as workdir_lib
 from gen_jax.train import sharding
 from tests.train.conftest import tiny_vae_config
 
+# Its module-scoped fixture is costly: one xdist worker runs the module (make test: --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("test_sharding")
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
