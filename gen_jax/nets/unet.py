@@ -73,8 +73,9 @@ class AttnBlock(nn.Module):
   def __call__(self, x):
     b, h, w, c = x.shape
     y = nn.GroupNorm(_groups(c, self.groups))(x).reshape(b, h * w, c)
-    y = nn.MultiHeadDotProductAttention(
-        num_heads=self.num_heads, out_kernel_init=nn.initializers.zeros)(y, y)
+    y = nn.MultiHeadDotProductAttention(   # softmax in float32 under a bfloat16 policy
+        num_heads=self.num_heads, out_kernel_init=nn.initializers.zeros,
+        force_fp32_for_softmax=True)(y, y)
     return x + y.reshape(b, h, w, c)
 
 
