@@ -58,13 +58,15 @@ def test_periodic_eval_can_score_a_subset(tmp_path):
   assert counts == [100, 100]                          # steps 2 and 4
 
 
-def test_resume_is_bitwise_identical_to_an_uninterrupted_run(tmp_path, monkeypatch):
-  config = tiny_vae_config(ema_decay=0.9)
+@pytest.mark.parametrize("grad_accum_steps", [1, 2])
+def test_resume_is_bitwise_identical_to_an_uninterrupted_run(tmp_path, monkeypatch,
+                                                             grad_accum_steps):
+  config = tiny_vae_config(ema_decay=0.9, grad_accum_steps=grad_accum_steps)
   full = workdir_lib.train(config, str(tmp_path / "full"), progress=False)
   # "Crash" after step 8: train a copy of the run to 8 steps, then drop the
   # step-8 metrics and relaunch; it must resume from the checkpoint at 8.
   interrupted = str(tmp_path / "interrupted")
-  short = tiny_vae_config(ema_decay=0.9, num_train_steps=12)
+  short = tiny_vae_config(ema_decay=0.9, num_train_steps=12, grad_accum_steps=grad_accum_steps)
   short.lock()
   # Stop early through SIGTERM's code path: the flag is checked every step.
   from gen_jax.train import loop
