@@ -6,7 +6,9 @@ r"""Trains a paradigm; relaunching the same command resumes.
 With --dry_run nothing is trained or allocated: the run is planned on a
 simulated mesh of --dry_run_devices fake CPU devices and the parameter count,
 bytes per device (params, optimizer, EMA, activations) and FLOPs per step are
-printed, with whether they fit common accelerators:
+printed under the config's compute_dtype, remat and grad_accum_steps, with which common
+accelerators they fit and the largest per-device batch that fits 80 GiB (estimated from a
+second compile at twice the batch; see gen_jax.train.dry_run):
 
   python -m experiments.train --config=experiments/configs/ddpm.py:cifar10 --workdir=/tmp/x --dry_run
 
@@ -58,14 +60,26 @@ def dry_run(config) -> None:
   from gen_jax.train.dry_run import plan
   report = plan(config, compile_step=FLAGS.dry_run_compile, stage1=workdir_lib.stage1_of(config))
   gib = lambda b: f"{b / 2 ** 30:.3f} GiB"
+  settings = ", ".join(f"{k}={v}" for k, v in report["settings"].items())
   print(f"{report['paradigm']} on {report['dataset']}: {report['parameters']:,} parameters, "
-        f"mesh {report['mesh']} ({report['devices']} devices)")
+        f"mesh {report['mesh']} ({report['devices']} devices), batch {report['batch_size']} "
+        f"({report['per_device_batch']} per device)")
+  print(f"  under {settings}:")
   for k, v in report["bytes_per_device"].items():
     print(f"  {k:>28}: {gib(v)} per device")
   if report.get("flops_per_step") is not None:
     print(f"  {'FLOPs per step, one device':>28}: {report['flops_per_step']:.3e} (XLA cost analysis)")
   for name, fits in report["fits"].items():
     print(f"  fits {name}: {'yes' if fits else 'no'} ({report['fits_basis']})")
+  if "largest_per_device_batch" in report:
+    fit, largest = report["batch_fit"], report["largest_per_device_batch"]
+    shards = report["batch_size"] // report["per_device_batch"]
+    shown = ("unknown (the step's memory does not grow with the batch)" if largest is None
+             else f"{largest} (global batch {largest * shards})")
+    (b1, b2), (m1, m2) = fit["per_device_batch"], fit["bytes_per_device"]
+    print(f"  largest per-device batch in {fit['budget_bytes'] / 2 ** 30:g} GiB: {shown}; an "
+          f"estimate, memory affine in the batch through compiles at {b1} ({gib(m1)}) and "
+          f"{b2} ({gib(m2)}) per device")
   print(json.dumps(report))
 
 

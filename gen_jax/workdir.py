@@ -17,6 +17,12 @@ it (`load_stage1` -> `Stage1`), hands it to the data layer, which encodes the
 stage-1 dataset once and caches it under the stage 1's fingerprint, and records
 the fingerprint in `stage1.json` so that a retrained stage 1 is never mixed in.
 
+`config.dataset = "synthetic"` trains on random batches made on device, shaped like
+`config.synthetic_like` (`gen_jax.data.synthetic`, `train_batches`), to measure a step's speed
+without the data: such a run has no test split, so its periodic evaluation is skipped and
+`evaluate` refuses it. `config.profile_steps = "N,M"` writes a `jax.profiler` trace of steps
+N..M under `tensorboard/plugins/profile/` (`gen_jax.train.profile`).
+
 Layers: this module sits above `gen_jax.train` (the step and its hooks) and
 `gen_jax.eval` (evaluators); nothing in the library below imports it.
 """
@@ -37,12 +43,14 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from gen_jax import data as data_lib
+from gen_jax.data import synthetic as synthetic_lib
 from gen_jax.errors import UserError
 from gen_jax.eval import likelihood as likelihood_lib
 from gen_jax.eval import sampling
 from gen_jax.train import build as build_lib
 from gen_jax.train import checkpoint as ckpt_lib
 from gen_jax.train import loop
+from gen_jax.train import profile as profile_lib
 from gen_jax.train import sharding as shard_lib
 from gen_jax.train.metrics import MetricWriter, read_metrics
 from gen_jax.train.state import TrainState
@@ -52,14 +60,22 @@ from gen_jax.train.state import TrainState
 # trajectory of the parameters.
 RELAUNCH_FIELDS = ("mesh", "log_every_steps", "eval_every_steps", "checkpoint_every_steps",
                    "sample_every_steps", "num_samples", "keep_checkpoints",
-                   "eval_batch_size", "eval_max_examples", "data_dir", "manual_dir", "remat")
+                   "eval_batch_size", "eval_max_examples", "data_dir", "manual_dir", "remat",
+                   "profile_steps")
 
 # Fields added to the configs after workdirs were made without them, each with the value that
 # does what the code did before the field existed: a saved config that lacks the field is the
 # same experiment as a new one that holds this value. Add a field here when you add it to a config.
 ADDED_FIELDS = {"model.ddim_spacing": "uniform", "model.split_prior": "standard",
                 "model.res_blocks": 0, "compute_dtype": "float32", "param_dtype": "float32",
-                "remat": "none", "grad_accum_steps": 1}
+                "remat": "none", "grad_accum_steps": 1, "profile_steps": "",
+                "model.attention_impl": "xla"}
+
+# Fields that matter only while another field holds a value: {field: (other, value)}. They are
+# left out of the comparison of two configs in neither of which `other` holds `value`, so a
+# saved config that predates such a field (synthetic_like, added with synthetic data) is the
+# same experiment as a new one, whatever the field's value.
+CONDITIONAL_FIELDS = {"synthetic_like": ("dataset", "synthetic")}
 
 # Fields that may change when a run is continued in its workdir (besides RELAUNCH_FIELDS):
 # how long it trains, what a NaN/inf does and how many micro-batches an update takes (an
@@ -135,6 +151,10 @@ def config_changes(workdir: str, record: dict, allowed=()) -> dict:
   for k, value in ADDED_FIELDS.items():     # a field the saved config predates
     if k in b and k not in a and b[k] == value:
       a[k] = value
+  for k, (other, value) in CONDITIONAL_FIELDS.items():
+    if a.get(other) != value and b.get(other) != value:
+      a.pop(k, None)
+      b.pop(k, None)
   diff = sorted(k for k in set(a) | set(b)
                 if a.get(k) != b.get(k) and k.split(".")[0] not in RELAUNCH_FIELDS)
   refused = [k for k in diff if not _matches(k, (*CONTINUE_FIELDS, *allowed))]
@@ -398,6 +418,26 @@ def validate(config) -> None:
   lr = config.optimizer.learning_rate
   if not (isinstance(lr, (int, float)) and np.isfinite(lr) and lr >= 0):
     raise UserError(f"config.optimizer.learning_rate={lr!r}; it must be a finite number >= 0.")
+  profile_lib.parse_steps(config.get("profile_steps", ""), config.num_train_steps)
+
+
+def is_synthetic(config) -> bool:
+  """The run trains on random batches shaped like config.synthetic_like (no test split)."""
+  return config.dataset == synthetic_lib.NAME
+
+
+def train_batches(run):
+  """The run's training batches from batch 0 on, checkpointable (`get_state`/`set_state`):
+  this process's rows of each global batch from the input pipeline, or, for
+  `dataset="synthetic"`, global batches made on device already laid out on the mesh
+  (`gen_jax.data.synthetic`; `run.put_batch` passes them through)."""
+  config = run.config
+  if is_synthetic(config):
+    return synthetic_lib.SyntheticBatches(run.info, config.batch_size, run.keys["data"],
+                                          shard_lib.batch_sharding(run.mesh))
+  return data_lib.train_iterator(
+      config.dataset, batch_size=config.batch_size, seed=config.seed,
+      process_index=jax.process_index(), process_count=jax.process_count(), **run.data_kwargs)
 
 
 class WorkdirLock:
@@ -489,9 +529,7 @@ def _train(run, workdir, record, paradigm, progress, restart, resume_changes, st
   config = run.config
 
   def new_train_iter():
-    return data_lib.train_iterator(
-        config.dataset, batch_size=config.batch_size, seed=config.seed,
-        process_index=jax.process_index(), process_count=jax.process_count(), **run.data_kwargs)
+    return train_batches(run)
 
   train_iter = new_train_iter()
   manager = ckpt_lib.make_manager(workdir, config.keep_checkpoints)
@@ -569,22 +607,36 @@ def _train(run, workdir, record, paradigm, progress, restart, resume_changes, st
   hooks = [loop.Hook("log", log, config.log_every_steps, on_stop="if_due"),
            loop.Hook("checkpoint", checkpoint, config.checkpoint_every_steps, on_stop="always"),
            eval_hook, samples_hook]
+  if is_synthetic(config):
+    hooks.remove(eval_hook)
+    logging.info("dataset=synthetic (random %s batches): no test split, so the periodic "
+                 "evaluation is skipped; sample grids are still drawn.", run.info.name)
+  step_fn = loop.jit_train_step(run)
+  trace = None
+  if steps := profile_lib.parse_steps(config.get("profile_steps", ""), config.num_train_steps):
+    trace = profile_lib.StepTrace(*steps, log_dir=writer.tensorboard_dir)
+    hooks = trace.around(hooks)
+    step_fn = trace.annotate(step_fn, start)
   try:
     if start > 0:
       # A stop between a step's save and its eval or samples: redo what is missing.
-      if (eval_hook.due(start, config.num_train_steps) and run.paradigm.log_likelihood
-          and not _has_eval_at(read_metrics(workdir), start)):
+      if (eval_hook in hooks and eval_hook.due(start, config.num_train_steps)
+          and run.paradigm.log_likelihood and not _has_eval_at(read_metrics(workdir), start)):
         evaluate_(start, state, None)
       if samples_hook.due(start, config.num_train_steps) and not any(
           os.path.exists(os.path.join(workdir, "samples", f"step_{start}{ext}"))
           for ext in (".png", ".txt")):
         samples(start, state, None)
+    if trace is not None:
+      trace.begin(start)
     with stop:
       state, _ = loop.train_loop(
-          loop.jit_train_step(run), state, train_iter, run.keys["train"], start=start,
+          step_fn, state, train_iter, run.keys["train"], start=start,
           num_steps=config.num_train_steps, hooks=hooks, put_batch=run.put_batch, stop=stop,
           progress=progress and is_main, desc=f"{config.paradigm}/{config.dataset}")
   finally:
+    if trace is not None:
+      trace.end()
     manager.wait_until_finished()
     manager.close()
     writer.close()
@@ -648,6 +700,11 @@ def evaluate(workdir: str, split: str = "test", iwae_k: int = 0, max_examples: i
   if overrides and (saved := load_config(workdir).paradigm) != "ddpm":
     raise UserError(f"vlb_num_steps is a ddpm setting; {workdir} holds a {saved} run. "
                     "Drop --vlb_num_steps.")
+  if is_synthetic(saved_config := load_config(workdir)):
+    like = saved_config.get("synthetic_like", "?")
+    raise UserError(f"{workdir} was trained on synthetic data (random batches shaped like "
+                    f"{like!r}, for throughput): it has no test split and its likelihood would "
+                    "mean nothing. Evaluate a run trained on the real dataset.")
   run, state, step = restore(workdir, paradigm=paradigm, model_overrides=overrides)
   if iwae_k and (run.paradigm.log_likelihood is None or run.paradigm.likelihood_is_exact):
     what = "has no likelihood" if run.paradigm.log_likelihood is None else "has an exact one"

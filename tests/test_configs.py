@@ -77,7 +77,8 @@ def fields_class(config):
 
 
 # Fields of workdir.ADDED_FIELDS added after the digests were taken.
-ADDED_SINCE_DIGESTS = ("compute_dtype", "param_dtype", "remat", "grad_accum_steps")
+ADDED_SINCE_DIGESTS = ("compute_dtype", "param_dtype", "remat", "grad_accum_steps",
+                       "profile_steps", "model.attention_impl")
 
 
 def measured(config) -> dict:
@@ -92,11 +93,21 @@ def measured(config) -> dict:
       node = node.get(parent, {})
     if leaf in node and node[leaf] == value:
       del node[leaf]
+  if tree.get("synthetic_like") == tree.get("dataset"):   # added since, as every config sets it
+    del tree["synthetic_like"]
   return tree
 
 
 def normalized(value):
   return json.loads(json.dumps(value, default=str))
+
+
+@pytest.mark.parametrize("name,arg", cases())
+def test_synthetic_data_copies_the_configs_own_dataset(name, arg):
+  """--config.dataset=synthetic makes batches shaped like config.synthetic_like: every config
+  keeps it equal to its dataset (a config that changes config.dataset changes both)."""
+  config = get_config(name, arg)
+  assert config.synthetic_like == config.dataset
 
 
 def test_every_config_file_is_listed():

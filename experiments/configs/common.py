@@ -22,6 +22,9 @@ def base_config(paradigm: str, dataset: str) -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.paradigm = paradigm          # module name in gen_jax/paradigms/
   config.dataset = dataset            # TFDS name: digits, toy2d/eight_gaussians, mnist_idx, text_file, mnist, ...
+  # dataset="synthetic" (throughput): random batches on device shaped like this dataset
+  # (gen_jax.data.synthetic). Keep it equal to `dataset` when a config changes that.
+  config.synthetic_like = dataset
   config.data_dir = ""                # TFDS data dir; "" = ~/.cache/gen_jax/tensorflow_datasets (or $GEN_JAX_DATA_DIR)
   config.manual_dir = SHARED_MANUAL_DIRS.get(dataset, "")  # raw files for mnist_idx / text_file
   config.preprocess = "none"          # per-example preprocessing in the input pipeline: none | binarize
@@ -44,6 +47,7 @@ def base_config(paradigm: str, dataset: str) -> ml_collections.ConfigDict:
   config.param_dtype = "float32"      # float32 | bfloat16: stored params, optimizer state, EMA
   config.remat = "none"               # none | blocks | full | a jax.checkpoint_policies name
   config.grad_accum_steps = 1         # micro-batches per update (divides each device's batch)
+  config.profile_steps = ""           # "N,M": a jax.profiler trace of steps N..M into workdir/tensorboard
 
   config.optimizer = ml_collections.ConfigDict()
   config.optimizer.name = "adam"      # adam | adamw | sgd

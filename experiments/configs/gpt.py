@@ -82,7 +82,7 @@ def get_config(arg: str = "shakespeare_small"):
   if arg == "text_file":
     config.manual_dir = ""               # set to the folder holding the text file
   if arg == "owt_124m":
-    config.dataset = "openwebtext"
+    config.dataset = config.synthetic_like = "openwebtext"
     config.manual_dir = ""
     config.seq_len = 1024
     config.model.num_layers = config.model.num_heads = 12

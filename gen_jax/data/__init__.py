@@ -5,7 +5,9 @@
 `DATASETS` names the project's offline datasets; any other name is looked up in
 the TFDS catalog (it must already be prepared in data_dir). The dataset
 "encoded" is a stage-1 tokenizer's codes or latents of its own dataset
-(`gen_jax.data.encoded`; every function then takes `stage1=`, the loaded stage-1 run of `gen_jax.workdir.stage1_of(config)`). The pipeline
+(`gen_jax.data.encoded`; every function then takes `stage1=`, the loaded stage-1 run of `gen_jax.workdir.stage1_of(config)`).
+The dataset "synthetic" has no files: random batches made on device, shaped like another
+dataset, for throughput (`gen_jax.data.synthetic`). The pipeline
 functions are imported lazily, so `import gen_jax.data.toy2d` (true densities
 for tests) pulls in neither TFDS nor grain.
 """

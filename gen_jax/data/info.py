@@ -85,3 +85,16 @@ PLANNING_INFO = {
     "openwebtext": DatasetInfo(name="openwebtext", kind="text", shape=(1025,),
                                vocab=tuple(f"<{i}>" for i in range(50_257))),
 }
+
+
+def planning_info(name: str, seq_len: int, preprocess: str = "none") -> Optional[DatasetInfo]:
+  """PLANNING_INFO[name] as the pipelines would deliver it (text: `seq_len + 1` tokens a
+  window; images with `preprocess="binarize"`: 2 levels), or None for a name it lacks."""
+  info = PLANNING_INFO.get(name)
+  if info is None:
+    return None
+  if info.kind == "text":
+    info = dataclasses.replace(info, shape=(seq_len + 1,))
+  if info.kind == "image" and preprocess == "binarize":
+    info = dataclasses.replace(info, num_levels=2)
+  return info

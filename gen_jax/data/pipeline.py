@@ -101,6 +101,10 @@ def _make_builder(name: str, data_dir: str, manual_dir: Optional[str], stage1=No
     stage1 = _check_stage1(stage1)
     return encoded.Encoded(stage1=stage1, image_batches=_stage1_image_batches(stage1, data_dir),
                            data_dir=data_dir)
+  if name == "synthetic":
+    raise UserError("Dataset 'synthetic' has no files to read: its batches are made on device "
+                    "(gen_jax.data.synthetic; a run's are gen_jax.workdir.train_batches(run)), "
+                    "shaped like config.synthetic_like, and it has no test split.")
   if name == "digits":
     return builders.Digits(data_dir=data_dir)
   if name.startswith("toy2d/") or name == "toy2d":

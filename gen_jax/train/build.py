@@ -17,6 +17,7 @@ import jax
 import numpy as np
 
 from gen_jax import data as data_lib
+from gen_jax.data import synthetic as synthetic_lib
 from gen_jax.errors import UserError
 from gen_jax import policy as policy_lib
 from gen_jax.paradigms import load_paradigm
@@ -38,8 +39,8 @@ def data_kwargs(config, stage1=None) -> dict:
 def run_keys(seed: int) -> dict:
   """Every key of a run, derived from the config seed (nothing else invents keys)."""
   base = jax.random.key(seed)
-  return {name: jax.random.fold_in(base, i)
-          for i, name in enumerate(("init", "train", "eval", "sample"))}
+  return {name: jax.random.fold_in(base, i)       # "data": synthetic batches (gen_jax.data.synthetic)
+          for i, name in enumerate(("init", "train", "eval", "sample", "data"))}
 
 
 @dataclasses.dataclass
@@ -117,7 +118,10 @@ def build(config, *, stage1=None, info=None, paradigm=None) -> Run:
     if config.dataset == "encoded" and stage1 is None:
       raise UserError("Dataset 'encoded' is a stage-1 run's codes: build this config through "
                       "gen_jax.workdir (train, restore or build), which loads config.stage1.")
-    info = data_lib.get_info(config.dataset, **kwargs)
+    if config.dataset == synthetic_lib.NAME:
+      info = synthetic_lib.synthetic_info(config.get("synthetic_like", ""), **kwargs)
+    else:
+      info = data_lib.get_info(config.dataset, **kwargs)
   if paradigm is None:
     paradigm = load_paradigm(config, info)
   policy = policy_lib.from_config(config)

@@ -52,7 +52,7 @@ class MetricWriter:
   def __init__(self, workdir: str, enabled: bool = True):
     self.enabled = enabled
     self.path = os.path.join(workdir, "metrics.jsonl")
-    self._tb_dir = os.path.join(workdir, "tensorboard")
+    self.tensorboard_dir = self._tb_dir = os.path.join(workdir, "tensorboard")
     self._tb = None
 
   def _event(self, step: int, metrics: dict):

@@ -108,7 +108,14 @@ def global_batch_size_check(batch_size: int, mesh: Mesh) -> None:
 
 
 def put_batch(local_batch: dict, mesh: Mesh) -> dict:
-  """This process's rows of the global batch -> global arrays sharded over the batch axes."""
+  """This process's rows of the global batch -> global arrays sharded over the batch axes.
+
+  A value that already is a global array laid out so (a batch made on device, e.g.
+  `gen_jax.data.synthetic`) passes through as it is."""
   sharding = batch_sharding(mesh)
-  return {k: jax.make_array_from_process_local_data(sharding, np.asarray(v))
-          for k, v in local_batch.items()}
+
+  def put(v):
+    if isinstance(v, jax.Array) and v.sharding.is_equivalent_to(sharding, v.ndim):
+      return v
+    return jax.make_array_from_process_local_data(sharding, np.asarray(v))
+  return {k: put(v) for k, v in local_batch.items()}
