@@ -1,4 +1,5 @@
-"""Truth tests of gen_jax.nets.transformer: causality and the key/value cache."""
+"""Truth tests of gen_jax.nets.transformer: causality, the key/value cache, the attention
+kernel against a softmax attention written out here, and rematerialisation."""
 from __future__ import annotations
 
 import jax
@@ -6,7 +7,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from gen_jax import policy as policy_lib
+from gen_jax.errors import UserError
 from gen_jax.nets.transformer import Transformer
+from gen_jax.paradigms import gpt
 
 V, T, B = 11, 12, 3
 
@@ -106,3 +110,99 @@ def test_mlp_written_out_backward_equals_autodiff():
     np.testing.assert_allclose(g, w, atol=1e-4, rtol=1e-4)
   g_nobias = jax.grad(f(mlp), argnums=(0, 1, 3))(x, w1, None, w2, None)
   assert g_nobias[0].shape == x.shape
+
+
+# ------------------------------------------------- reference softmax attention ---
+
+def _layer_norm(x, p):
+  mean = x.mean(-1, keepdims=True)
+  var = ((x - mean) ** 2).mean(-1, keepdims=True)
+  return (x - mean) / jnp.sqrt(var + 1e-5) * p["scale"] + p.get("bias", 0.0)
+
+
+def _reference_logits(params, tokens, causal):
+  """The transformer written out from its parameters, attention as einsum + softmax + mask."""
+  p = params["params"]
+  h = p["wte"]["embedding"][tokens] + p["wpe"][:tokens.shape[1]]
+  t = h.shape[1]
+  mask = jnp.tril(jnp.ones((t, t), bool)) if causal else jnp.ones((t, t), bool)
+  for i in range(sum(k.startswith("block_") for k in p)):
+    blk = p[f"block_{i}"]
+    a = blk["attn"]
+    x = _layer_norm(h, blk["ln1"])
+    q, k, v = (jnp.einsum("btc,chd->bhtd", x, a["qkv_kernel"][:, j])
+               + (a["qkv_bias"][j][:, None] if "qkv_bias" in a else 0.0) for j in range(3))
+    s = jnp.einsum("bhqd,bhkd->bhqk", q, k) / np.sqrt(q.shape[-1])
+    s = jnp.where(mask, s, -jnp.inf)
+    y = jnp.einsum("bhqk,bhkd->bhqd", jax.nn.softmax(s, axis=-1), v)
+    h = h + jnp.einsum("bhtd,hdc->btc", y, a["proj_kernel"]) + a.get("proj_bias", 0.0)
+    m = blk["mlp"]
+    x = _layer_norm(h, blk["ln2"])
+    x = jax.nn.gelu(x @ m["fc_kernel"] + m.get("fc_bias", 0.0), approximate=True)
+    h = h + x @ m["fc_out_kernel"] + m.get("fc_out_bias", 0.0)
+  return _layer_norm(h, p["ln_f"]) @ p["wte"]["embedding"].T
+
+
+@pytest.mark.parametrize("causal", [True, False])
+@pytest.mark.parametrize("use_bias", [True, False])
+def test_dot_product_attention_equals_written_out_softmax_attention(causal, use_bias):
+  model, params, tokens = _setup(causal=causal, use_bias=use_bias)
+  np.testing.assert_allclose(model.apply(params, tokens), _reference_logits(params, tokens, causal),
+                             atol=1e-5, rtol=1e-5)
+
+
+def test_cached_decoding_equals_written_out_softmax_attention():
+  model, params, tokens = _setup(use_bias=True)
+  cache = model.apply(params, B, method=Transformer.init_cache)
+  logits, cache = model.apply(params, tokens[:, :5], cache, 0, method=Transformer.decode)
+  got = [logits]
+  for i in range(5, T):
+    logits, cache = model.apply(params, tokens[:, i:i + 1], cache, i, method=Transformer.decode)
+    got.append(logits)
+  np.testing.assert_allclose(np.concatenate(got, 1), _reference_logits(params, tokens, True),
+                             atol=1e-5, rtol=1e-5)
+
+
+def test_unknown_attention_impl_is_refused():
+  tokens = jnp.zeros((1, T), jnp.int32)
+  with pytest.raises(UserError, match="xla, cudnn"):
+    _model(attention_impl="flash").init(jax.random.key(0), tokens)
+  with pytest.raises(UserError, match="xla, cudnn"):
+    gpt.make_model({"attention_impl": "flash"}, V, T)
+
+
+@pytest.mark.skipif(jax.default_backend() == "gpu", reason="cuDNN is there on a GPU")
+def test_cudnn_without_a_gpu_is_refused():
+  with pytest.raises(UserError, match="attention_impl=xla") as e:
+    gpt.make_model({"attention_impl": "cudnn"}, V, T)
+  assert "\n" not in str(e.value)
+  with pytest.raises(UserError, match="attention_impl=xla"):
+    _model(attention_impl="cudnn").init(jax.random.key(0), jnp.zeros((1, T), jnp.int32))
+
+
+# ------------------------------------------------------- rematerialisation ---
+
+def _loss_fn(model, tokens, remat):
+  def loss(params):
+    with policy_lib.Policy(remat=remat).active():
+      logits = model.apply(params, tokens[:, :-1], train=True, rngs={"dropout": jax.random.key(5)})
+    logp = jax.nn.log_softmax(logits)
+    return -jnp.take_along_axis(logp, tokens[:, 1:, None], -1).mean()
+  return loss
+
+
+@pytest.mark.parametrize("remat", ["blocks", "dots_with_no_batch_dims_saveable"])
+def test_remat_gives_the_same_loss_and_gradients(remat):
+  model, params, tokens = _setup(use_bias=True, dropout=0.1)   # dropout: `train` stays static
+  want_loss, want_grad = jax.value_and_grad(_loss_fn(model, tokens, "none"))(params)
+  loss, grad = jax.value_and_grad(_loss_fn(model, tokens, remat))(params)
+  np.testing.assert_allclose(loss, want_loss, rtol=1e-5)
+  jax.tree.map(lambda g, w: np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-7), grad, want_grad)
+  primitives = lambda r: str(jax.make_jaxpr(jax.grad(_loss_fn(model, tokens, r)))(params))
+  assert "checkpoint" in primitives(remat) or "remat" in primitives(remat)
+  assert "checkpoint" not in primitives("none") and "remat" not in primitives("none")
+  # What the backward pass holds from the forward one (the vjp's residuals) falls. (XLA's
+  # CPU backend drops remat's optimisation barriers, so its compiled memory would not show it.)
+  held = lambda r: sum(x.nbytes for x in jax.tree.leaves(jax.vjp(_loss_fn(model, tokens, r),
+                                                                   params)[1]))
+  assert held(remat) < 0.6 * held("none")

@@ -22,7 +22,7 @@ def get_config(arg: str = "digits"):
   config = base_config("pixel_ar", arg)
   # The fields and their defaults: gen_jax.paradigms.pixel_ar.Fields.
   config.model = model_fields(pixel_ar.Fields, "num_layers", "num_heads", "mlp_ratio", "use_bias",
-                              "class_conditional", embed_dim=64,
+                              "attention_impl", "class_conditional", embed_dim=64,
                               dropout=0.1)   # 1,437 training digits: regularise
   config.batch_size = 32               # x 64 tokens an image
   config.num_train_steps = 2_000

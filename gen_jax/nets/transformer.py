@@ -20,11 +20,37 @@ encoding) is prepended to the token embeddings as a prefix the tokens attend to;
 logits are returned for the token positions only. Positions count the prefix.
 
 Incremental decoding. `init_cache(batch)` gives zeroed keys/values
-[B, H, max_len, d_head] per layer; `decode(tokens, cache, index)` runs a chunk
+[B, max_len, H, d_head] per layer; `decode(tokens, cache, index)` runs a chunk
 of n tokens at positions index..index+n-1, writes their keys/values into the
 cache and attends over cache slots <= the query's position. A prompt is one
 chunk (prefill); each generated token is a chunk of one. The cached logits are
 the full-forward logits (tests/test_transformer.py checks both to 1e-5).
+
+Attention runs through `jax.nn.dot_product_attention` (`attention_impl`: "xla",
+XLA's einsum-softmax-einsum, or "cudnn", cuDNN's flash kernel on an NVIDIA GPU,
+which never forms the [T, T] score matrix and skips the masked half under
+`is_causal`). Activations are laid out [B, T, H, d_head], the layout it takes, so
+the q/k/v and output projections are plain [B*T, C] x [C, C] matmuls with no
+transposes; the full forward pass masks with `is_causal`, a cached chunk with a
+boolean [n, max_len] mask (cache slot <= query position). 1/sqrt(d_head) is folded
+into the query projection (scale=1.0 is passed), as before the kernel was used, so
+parameters and logits are those of earlier checkpoints. cuDNN's kernel takes only
+bfloat16/float16 inputs and head widths that are multiples of 8 (<= 256): attention
+in float32 (evaluation, sampling, compute_dtype=float32) runs XLA's kernel.
+
+Mixed precision (gen_jax.policy). Under a bfloat16 compute dtype the matmuls and
+activations run in bfloat16 and three things stay float32: the attention softmax
+(dot_product_attention forms its scores with a float32 accumulator and takes the
+softmax in float32, so rows of many near-equal scores are not rounded to a few
+bfloat16 levels); the LayerNorm mean and variance (flax's LayerNorm computes them
+in float32, `force_float32_reductions`: a variance of bfloat16 squares loses the
+small deviations); and the logits the loss reduces over (the policy casts a
+top-level network's outputs to float32 before the log-softmax).
+
+Rematerialisation. The blocks are built with `gen_jax.policy.remat_block`, so a
+training step traced under remat="blocks" (or a jax.checkpoint_policies name)
+keeps each block's input only and recomputes the rest in the backward pass;
+`train` is the blocks' static (positional) argument.
 """
 from __future__ import annotations
 
@@ -34,20 +60,40 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from gen_jax import policy as policy_lib
 from gen_jax.errors import UserError
 
-Cache = Any  # tuple over layers of {'k': [B, H, L, Dh], 'v': [B, H, L, Dh]}
+Cache = Any  # tuple over layers of {'k': [B, L, H, Dh], 'v': [B, L, H, Dh]}
 
 _INIT = nn.initializers.normal(stddev=0.02)  # GPT-2's initialisation
 
 
-def _attend(q, k, v, mask):
-  """softmax(q k^T / sqrt(d) + mask) v for q [B,H,Tq,D], k/v [B,H,Tk,D] (q pre-scaled)."""
-  s = jnp.einsum("bhqd,bhkd->bhqk", q, k)
+ATTENTION_IMPLS = ("xla", "cudnn")
+
+
+def check_attention_impl(impl: str) -> None:
+  """Refuses an `attention_impl` that is unknown, or "cudnn" where no GPU is (UserError)."""
+  if impl not in ATTENTION_IMPLS:
+    raise UserError(f"attention_impl={impl!r} is not an attention kernel; use one of "
+                    f"{', '.join(ATTENTION_IMPLS)} (config.model.attention_impl).")
+  if impl == "cudnn" and jax.default_backend() != "gpu":
+    raise UserError(f"attention_impl='cudnn' needs an NVIDIA GPU, and the backend is "
+                    f"{jax.default_backend()!r}; use --config.model.attention_impl=xla.")
+
+
+def _attend(q, k, v, *, is_causal=False, mask=None, impl="xla"):
+  """softmax(q k^T + M) v for q [B,Tq,H,D], k/v [B,Tk,H,D] (q pre-scaled by 1/sqrt(D)).
+
+  M: causal when `is_causal` (Tq == Tk), else -inf where the boolean `mask`
+  [Tq, Tk] is False (none without it). "cudnn" is used where its kernel takes
+  the inputs (bfloat16/float16); float32 attention runs XLA's.
+  """
+  if impl == "cudnn" and q.dtype not in (jnp.bfloat16, jnp.float16):
+    impl = "xla"
   if mask is not None:
-    s = jnp.where(mask, s, jnp.finfo(s.dtype).min)
-  p = jax.nn.softmax(s, axis=-1)
-  return jnp.einsum("bhqk,bhkd->bhqd", p, v)
+    mask = mask[None, None]                       # [1, 1, Tq, Tk], as B N T S
+  return jax.nn.dot_product_attention(q, k, v, mask=mask, scale=1.0, is_causal=is_causal,
+                                      implementation=impl)
 
 
 def _gelu(h):
@@ -118,60 +164,79 @@ class SelfAttention(nn.Module):
   """Multi-head self-attention; q, k, v and the output projected per head.
 
   Parameters: qkv_kernel [C, 3, H, D] (q, k, v stacked), proj_kernel [H, D, C]
-  (and biases with use_bias). Activations stay heads-major [B, H, T, D], the
-  layout the attention matmuls use, so no transposes are materialised; the
-  cache holds keys/values in the same layout [B, H, max_len, D].
+  (and biases with use_bias). Activations are [B, T, H, D], the layout
+  dot_product_attention takes, so every projection is one matmul over [B*T, C]
+  and no transposes are materialised; the cache holds keys/values in the same
+  layout [B, max_len, H, D].
   """
   num_heads: int
   use_bias: bool = False
   dropout: float = 0.0
   num_layers: int = 1  # scales the output projection's init (GPT-2: 1/sqrt(2 L))
+  causal: bool = True
+  attention_impl: str = "xla"
 
   @nn.compact
-  def __call__(self, x, mask, *, train: bool, cache=None, index=None):
+  def __call__(self, x, mask, train: bool, cache=None, index=None):
+    """x [B, T, C] -> (y [B, T, C], updated cache or None).
+
+    mask: None (causal or bidirectional as `causal` says) or, for a cached chunk,
+    bool [T, max_len].
+    """
     b, t, c = x.shape
     h = self.num_heads
     if c % h:
       raise UserError(f"embed_dim={c} is not divisible by num_heads={h}.")
     d = c // h
+    if self.attention_impl == "cudnn" and (d % 8 or d > 256):
+      raise UserError(f"attention_impl='cudnn' needs a head width (embed_dim / num_heads) that "
+                      f"is a multiple of 8 and <= 256, not {d}; change num_heads or use xla.")
     w = self.param("qkv_kernel", _INIT, (c, 3, h, d))
-    w = w * jnp.asarray([d ** -0.5, 1.0, 1.0], w.dtype)[None, :, None, None]  # 1/sqrt(d) into q
-    q, k, v = (jnp.einsum("btc,chd->bhtd", x, w[:, i]) for i in range(3))
+    q = jnp.einsum("btc,chd->bthd", x, w[:, 0] * d ** -0.5)   # 1/sqrt(d) folded into q
+    k = jnp.einsum("btc,chd->bthd", x, w[:, 1])
+    v = jnp.einsum("btc,chd->bthd", x, w[:, 2])
     if self.use_bias:
       bias = self.param("qkv_bias", nn.initializers.zeros, (3, h, d))
-      q, k, v = (z + bias[i, :, None, :] * (d ** -0.5 if i == 0 else 1.0)
-                 for i, z in enumerate((q, k, v)))
+      q, k, v = q + bias[0] * d ** -0.5, k + bias[1], v + bias[2]
     new_cache = None
     if cache is not None:
-      k = jax.lax.dynamic_update_slice(cache["k"], k.astype(cache["k"].dtype), (0, 0, index, 0))
-      v = jax.lax.dynamic_update_slice(cache["v"], v.astype(cache["v"].dtype), (0, 0, index, 0))
+      k = jax.lax.dynamic_update_slice(cache["k"], k.astype(cache["k"].dtype), (0, index, 0, 0))
+      v = jax.lax.dynamic_update_slice(cache["v"], v.astype(cache["v"].dtype), (0, index, 0, 0))
       new_cache = {"k": k, "v": v}
-    y = _attend(q, k, v, mask)
+    dtype = jnp.result_type(q, k)
+    y = _attend(q.astype(dtype), k.astype(dtype), v.astype(dtype),
+                is_causal=self.causal and mask is None, mask=mask, impl=self.attention_impl)
     if self.dropout > 0:
       y = nn.Dropout(self.dropout, deterministic=not train)(y)
     wo = self.param("proj_kernel", nn.initializers.normal(0.02 / (2 * self.num_layers) ** 0.5),
                     (h, d, c))
-    y = jnp.einsum("bhtd,hdc->btc", y, wo)
+    y = jnp.einsum("bthd,hdc->btc", y, wo)
     if self.use_bias:
       y = y + self.param("proj_bias", nn.initializers.zeros, (c,))
     return y, new_cache
 
 
 class Block(nn.Module):
-  """Pre-LN transformer block: x + Attn(LN x), then x + MLP(LN x)."""
+  """Pre-LN transformer block: x + Attn(LN x), then x + MLP(LN x).
+
+  `train` is positional (argument 3 counting self), so that `nn.remat` can hold it
+  static (`gen_jax.policy.remat_block(Block, static_argnums=(3,))`).
+  """
   num_heads: int
   mlp_ratio: int = 4
   use_bias: bool = False
   dropout: float = 0.0
   num_layers: int = 1
+  causal: bool = True
+  attention_impl: str = "xla"
 
   @nn.compact
-  def __call__(self, x, mask, *, train: bool, cache=None, index=None):
+  def __call__(self, x, mask, train: bool, cache=None, index=None):
     c = x.shape[-1]
     y, new_cache = SelfAttention(self.num_heads, self.use_bias, self.dropout, self.num_layers,
-                                 name="attn")(
-        nn.LayerNorm(epsilon=1e-5, use_bias=self.use_bias, name="ln1")(x), mask, train=train,
-        cache=cache, index=index)
+                                 self.causal, self.attention_impl, name="attn")(
+        nn.LayerNorm(epsilon=1e-5, use_bias=self.use_bias, name="ln1")(x), mask, train,
+        cache, index)
     if self.dropout > 0:
       y = nn.Dropout(self.dropout, deterministic=not train)(y)
     x = x + y
@@ -192,6 +257,7 @@ class Transformer(nn.Module):
     dropout: rate on embeddings, attention output, residual branches (train only).
     use_bias: biases in Dense and LayerNorm (nanoGPT's `bias`).
     causal: True for a decoder (GPT); False for a bidirectional encoder (MaskGIT).
+    attention_impl: dot_product_attention's kernel, "xla" or "cudnn" (NVIDIA GPUs only).
   """
   vocab_size: int
   max_len: int
@@ -202,12 +268,16 @@ class Transformer(nn.Module):
   dropout: float = 0.0
   use_bias: bool = False
   causal: bool = True
+  attention_impl: str = "xla"
 
   def setup(self):
+    check_attention_impl(self.attention_impl)
     self.wte = nn.Embed(self.vocab_size, self.embed_dim, embedding_init=_INIT)
     self.wpe = self.param("wpe", _INIT, (self.max_len, self.embed_dim))
-    self.blocks = [Block(self.num_heads, self.mlp_ratio, self.use_bias, self.dropout,
-                         self.num_layers, name=f"block_{i}") for i in range(self.num_layers)]
+    block = policy_lib.remat_block(Block, static_argnums=(3,))   # train: static
+    self.blocks = [block(self.num_heads, self.mlp_ratio, self.use_bias, self.dropout,
+                         self.num_layers, self.causal, self.attention_impl, name=f"block_{i}")
+                   for i in range(self.num_layers)]
     self.ln_f = nn.LayerNorm(epsilon=1e-5, use_bias=self.use_bias)
     self.drop = nn.Dropout(self.dropout)
 
@@ -217,7 +287,7 @@ class Transformer(nn.Module):
       h = self.drop(h, deterministic=not train)
     new_cache = []
     for i, block in enumerate(self.blocks):
-      h, c = block(h, mask, train=train, cache=None if cache is None else cache[i], index=index)
+      h, c = block(h, mask, train, None if cache is None else cache[i], index)
       new_cache.append(c)
     h = self.ln_f(h)
     return self.wte.attend(h), (None if cache is None else tuple(new_cache))
@@ -233,13 +303,12 @@ class Transformer(nn.Module):
     if t > self.max_len:
       raise UserError(f"Sequence of {t} positions exceeds the model's max_len={self.max_len}; "
                        "raise max_len (the block size) or shorten the input.")
-    mask = jnp.tril(jnp.ones((t, t), bool)) if self.causal else None
-    logits, _ = self._run(h, self.wpe[:t], mask, train, None, None)
+    logits, _ = self._run(h, self.wpe[:t], None, train, None, None)   # causal: is_causal
     return logits[:, tc:]
 
   def init_cache(self, batch_size: int, dtype=jnp.float32) -> Cache:
-    """Zero keys/values for every layer: {'k','v'} [B, H, max_len, d_head]."""
-    shape = (batch_size, self.num_heads, self.max_len, self.embed_dim // self.num_heads)
+    """Zero keys/values for every layer: {'k','v'} [B, max_len, H, d_head]."""
+    shape = (batch_size, self.max_len, self.num_heads, self.embed_dim // self.num_heads)
     return tuple({"k": jnp.zeros(shape, dtype), "v": jnp.zeros(shape, dtype)}
                  for _ in range(self.num_layers))
 

@@ -31,7 +31,7 @@ import numpy as np
 
 from gen_jax.errors import UserError
 from gen_jax.losses import nll as nll_lib
-from gen_jax.nets.transformer import Transformer
+from gen_jax.nets.transformer import Transformer, check_attention_impl
 from gen_jax.paradigms.base import Paradigm, parse_model_config
 from gen_jax.samplers import autoregressive as ar_sampler
 
@@ -46,6 +46,7 @@ class TransformerFields:
   mlp_ratio: int = 4                 # MLP width = mlp_ratio * embed_dim
   dropout: float = 0.0
   use_bias: bool = False             # biases in the dense layers and layer norms (GPT-2: True)
+  attention_impl: str = "xla"        # dot_product_attention's kernel: xla | cudnn (NVIDIA GPUs)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -59,10 +60,12 @@ def make_model(model_config, vocab_size: int, max_len: int) -> Transformer:
   """The `TransformerFields` of `model_config` (its other names are the caller's) -> a
   causal Transformer."""
   f = parse_model_config(TransformerFields, model_config, strict=False)
+  check_attention_impl(f.attention_impl)
   return Transformer(vocab_size=vocab_size, max_len=max_len,
                      num_layers=f.num_layers, num_heads=f.num_heads,
                      embed_dim=f.embed_dim, mlp_ratio=f.mlp_ratio,
-                     dropout=f.dropout, use_bias=f.use_bias, causal=True)
+                     dropout=f.dropout, use_bias=f.use_bias, causal=True,
+                     attention_impl=f.attention_impl)
 
 
 class ArCore:
