@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 
 from gen_jax.errors import UserError
+from gen_jax.policy import remat_block
 
 
 def timestep_embedding(t, dim: int, max_period: float = 10_000.0):
@@ -122,7 +123,10 @@ class UNet(nn.Module):
         label = jnp.full((b,), self.num_classes, jnp.int32)
       emb = emb + nn.Embed(self.num_classes + 1, emb_dim)(label)
 
-    res = lambda ch: ResBlock(ch, self.groups, self.dropout)
+    # Under remat (gen_jax.policy) the residual blocks keep only their inputs for the
+    # backward pass; named as linen names them unwrapped, so parameters do not depend on it.
+    block, count = remat_block(ResBlock, static_argnums=(3,)), iter(range(10 ** 6))
+    res = lambda ch: block(ch, self.groups, self.dropout, name=f"ResBlock_{next(count)}")
     attn = lambda: AttnBlock(self.num_heads, self.groups)
     h = nn.Conv(self.channels, (3, 3))(x)
     skips = [h]
