@@ -103,7 +103,7 @@ class Policy:
     if isinstance(module, _CAST_INPUTS):
       args = _cast_floating(args, self.compute_dtype)
     out = next_fun(*args, **kwargs)
-    if not isinstance(module.parent, nn.Module):   # a top-level network call: float32 out
+    if not module.scope.path:   # a top-level network call (not a block under nn.remat): float32 out
       out = _cast_floating(out, jnp.float32)
     return out
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from gen_jax import policy as policy_lib
+
 
 def bits_per_dim(nll_nats, num_dims, scale=1.0):
   r"""NLL in nats of y = scale * x + shift -> bits per dimension of x.
@@ -29,12 +31,38 @@ def token_nll(logits, targets):
   r"""Per-token cross-entropy -log softmax(logits)[target] in nats.
 
   logits [..., V] float, targets [...] int -> [...] nats:
-  -log p(x_t | x_<t) = logsumexp_v(logits_v) - logits_{x_t}.
+  -log p(x_t | x_<t) = logsumexp_v(logits_v) - logits_{x_t}, in float32.
+
+  The gradient is written out, d/dlogits = softmax(logits) - onehot(target), with the
+  softmax recomputed in the backward pass from the logits kept in the active compute dtype
+  (`gen_jax.policy`): under bfloat16 the logits the network produced are bfloat16 (the
+  policy upcasts them losslessly), so keeping them so loses nothing and halves the largest
+  array a language model's backward pass holds ([B, T, V]); autodiff would keep the float32
+  exp(logits - lse) instead.
   """
-  logits = logits.astype(jnp.float32)
+  return _token_nll(logits.astype(jnp.float32), targets.astype(jnp.int32))
+
+
+@jax.custom_vjp
+def _token_nll(logits, targets):
   lse = jax.nn.logsumexp(logits, axis=-1)
-  picked = jnp.take_along_axis(logits, targets[..., None].astype(jnp.int32), axis=-1)[..., 0]
-  return lse - picked
+  return lse - jnp.take_along_axis(logits, targets[..., None], axis=-1)[..., 0]
+
+
+def _token_nll_fwd(logits, targets):
+  lse = jax.nn.logsumexp(logits, axis=-1)
+  nll = lse - jnp.take_along_axis(logits, targets[..., None], axis=-1)[..., 0]
+  return nll, (logits.astype(policy_lib.current().compute_dtype), lse, targets)
+
+
+def _token_nll_bwd(residuals, g):
+  kept, lse, targets = residuals
+  p = jnp.exp(kept.astype(jnp.float32) - lse[..., None])
+  onehot = jax.nn.one_hot(targets, p.shape[-1], dtype=p.dtype)
+  return (p - onehot) * g[..., None], None
+
+
+_token_nll.defvjp(_token_nll_fwd, _token_nll_bwd)
 
 
 def next_token_nll(logits, targets, token_mask=None, dims_per_token=1):

@@ -123,11 +123,13 @@ class UNet(nn.Module):
         label = jnp.full((b,), self.num_classes, jnp.int32)
       emb = emb + nn.Embed(self.num_classes + 1, emb_dim)(label)
 
-    # Under remat (gen_jax.policy) the residual blocks keep only their inputs for the
-    # backward pass; named as linen names them unwrapped, so parameters do not depend on it.
-    block, count = remat_block(ResBlock, static_argnums=(3,)), iter(range(10 ** 6))
-    res = lambda ch: block(ch, self.groups, self.dropout, name=f"ResBlock_{next(count)}")
-    attn = lambda: AttnBlock(self.num_heads, self.groups)
+    # Under remat (gen_jax.policy) the residual and attention blocks keep only their inputs
+    # for the backward pass; named as linen names them unwrapped, so parameters do not
+    # depend on it.
+    res_block, res_count = remat_block(ResBlock, static_argnums=(3,)), iter(range(10 ** 6))
+    attn_block, attn_count = remat_block(AttnBlock), iter(range(10 ** 6))
+    res = lambda ch: res_block(ch, self.groups, self.dropout, name=f"ResBlock_{next(res_count)}")
+    attn = lambda: attn_block(self.num_heads, self.groups, name=f"AttnBlock_{next(attn_count)}")
     h = nn.Conv(self.channels, (3, 3))(x)
     skips = [h]
     for level, mult in enumerate(self.channel_mult):

@@ -19,6 +19,17 @@ fsdp params, XLA's scratch). They come from XLA's CPU compiler, whose fusion and
 assignment differ from a GPU's or TPU's: an estimate of what an accelerator needs, good to
 tell which settings fit, not to the last GiB.
 
+XLA's CPU compiler removes the optimisation barriers that keep rematerialised blocks from
+being merged back into the forward pass, so on a CPU the compiled temporaries do not show
+what `remat` saves. The report therefore also gives `saved_for_backward`: the bytes per
+device the backward pass holds from the forward pass (the residuals of the loss's VJP, from
+`jax.vjp` under `jax.eval_shape`, for one device's share of one micro-batch, B / (k devices)
+examples, split into the activations, which grow with the examples, and the weights and
+their compute-dtype copies, which do not), which is what `remat` and
+the compute dtype change, on any backend. It counts the weights the backward pass reads
+(their compute-dtype copies included); `remat="full"` holds, during its backward pass, what
+"blocks" holds, and is reported as that.
+
 The largest per-device batch that fits `FIT_GIB` (80 GiB, an A100 / H100) is estimated from
 two compiles, at the config's per-device batch b1 and at b2 = 2 b1: the step's memory
 m(b) = state + temporaries(b) + the batch's own bytes is affine in b (activations grow with
@@ -81,6 +92,42 @@ def compile_train_step(run, batch_size: int):
   return step.lower(run.abstract_state, batch, run.keys["train"]).compile(), batch
 
 
+def saved_for_backward(run, batch_size: int) -> dict:
+  """Bytes per device the backward pass holds from the forward pass (module docstring):
+  "activations" (those of one device's share of one micro-batch) and "weights" (what does
+  not grow with the examples: the weights and their compute-dtype copies). The VJP's
+  residuals are measured at the share s and at 2 s; being affine in the batch, their
+  difference is the activations of s examples. For a multi-player paradigm, the player's
+  loss that holds the most."""
+  share = max(1, batch_size // shard_lib.batch_shards(run.mesh)
+              // int(run.config.get("grad_accum_steps", 1)))
+  params = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), run.abstract_state.params)
+  key, policy = run.keys["train"], run.policy
+  losses = ({None: run.paradigm.loss} if not run.paradigm.players else
+            {p: run.paradigm.loss[p] for p in run.paradigm.players})
+
+  def residuals(params, batch, player):
+    def loss(q):
+      full = q if player is None else {**params, player: q}
+      with policy.active():
+        return losses[player](policy.cast_to_compute(full), batch, key)[0]
+    return jax.vjp(loss, params if player is None else params[player])[1]
+
+  def nbytes(x):   # PRNG keys held for the backward pass: 8 bytes each
+    if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+      return math.prod(x.shape) * 8
+    return math.prod(x.shape) * np.dtype(x.dtype).itemsize
+
+  def held(examples, player):
+    batch = {k: jax.ShapeDtypeStruct(v.shape, v.dtype)
+             for k, v in build_lib.example_batch(run.info, examples).items()}
+    tree = jax.eval_shape(lambda p, b: residuals(p, b, player), params, batch)
+    return sum(nbytes(x) for x in jax.tree.leaves(tree))
+
+  one, two = max((held(share, p), held(2 * share, p)) for p in losses)
+  return {"activations": two - one, "weights": 2 * one - two, "per_device_examples": share}
+
+
 def largest_batch(b1: int, m1: int, b2: int, m2: int, budget: int, multiple: int = 1):
   """The largest per-device batch b (a multiple of `multiple`) with m(b) <= budget, for m
   affine through (b1, m1) and (b2, m2) bytes; None if m does not grow with b; 0 if not even
@@ -100,7 +147,8 @@ def plan(config, compile_step: bool = True, stage1=None, fit_batch: bool = True)
   `stage1`: a two-stage config's loaded stage-1 run (`gen_jax.workdir.stage1_of`). The
   report is a JSON-able dict: "settings", "bytes_per_device" (params, optimizer, ema,
   activations_and_temporaries, total), "flops_per_step", "fits", "per_device_batch",
-  "largest_per_device_batch" and "batch_fit" (the two compiles it is estimated from).
+  "largest_per_device_batch" and "batch_fit" (the two compiles it is estimated from), and
+  "saved_for_backward" (bytes per device the backward pass holds; what remat changes).
   """
   run = build_lib.build(config, stage1=stage1, info=_planning_info(config))
   state = run.abstract_state
@@ -120,6 +168,7 @@ def plan(config, compile_step: bool = True, stage1=None, fit_batch: bool = True)
       },
   }
   state_bytes = sum(report["bytes_per_device"].values())
+  report["saved_for_backward"] = saved_for_backward(run, config.batch_size)
   if compile_step:
     compiled, batch = compile_train_step(run, config.batch_size)
     report["flops_per_step"] = compiled_flops(compiled)
