@@ -294,3 +294,22 @@ def test_vlb_of_a_point_mass_with_the_perfect_denoiser():
   np.testing.assert_allclose(np.asarray(total(perfect, 'beta')), expected, rtol=1e-3, atol=1e-3)
   bad = total(lambda x, n: jnp.full_like(x, 2 * 6 / 16 - 1), 'beta_tilde')
   assert float(bad.min()) > 1.0
+
+
+def test_schedules_one_minus_alpha_bar_is_exact_to_float32_rounding():
+  """1 - alpha_bar of the linear DDPM schedule (T = 1000, 1e-4..0.02) against exact rational
+  arithmetic (fractions.Fraction of the float64 betas): relative error <= 1e-6, where the old
+  float32 form 1 - exp(cumsum(log(1 - beta))) was 1.7e-4 off at n = 0."""
+  from fractions import Fraction
+  from gen_jax.losses import score_matching as sm
+  schedule = sm.linear_schedule(1000)
+  betas = np.linspace(1e-4, 0.02, 1000)
+  for n in (0, 1, 9, 999):
+    alpha_bar = Fraction(1)
+    for beta in betas[:n + 1]:
+      alpha_bar *= 1 - Fraction(float(beta))
+    exact = float(1 - alpha_bar)
+    got = float(schedule.one_minus_alpha_bars[n])
+    assert abs(got - exact) <= 1e-6 * exact, (n, got, exact)
+    np.testing.assert_allclose(float(schedule.alpha_bars[n]), float(alpha_bar), rtol=1e-6)
+    np.testing.assert_allclose(float(schedule.alpha_sigma(n)[1]) ** 2, exact, rtol=2e-6)

@@ -30,6 +30,7 @@ from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from gen_jax.errors import UserError
 
@@ -53,10 +54,14 @@ class DiscreteSchedule(NamedTuple):
 
   betas[n] = beta_{n+1};  alphas = 1 - betas;  alpha_bars[n] = prod_{m<=n} alphas[m],
   so q(x_n | x_0) = N(sqrt(alpha_bars[n]) x_0, (1 - alpha_bars[n]) I).
+  `one_minus_alpha_bars` is 1 - alpha_bars computed in float64 before the cast: in float32,
+  1 - alpha_bar cancels catastrophically where alpha_bar is near 1 (1.7e-4 relative off at
+  n = 0 of the linear schedule), so every sigma^2 below is read from it.
   """
   betas: jax.Array
   alphas: jax.Array
   alpha_bars: jax.Array
+  one_minus_alpha_bars: jax.Array
 
   @property
   def num_steps(self) -> int:
@@ -64,16 +69,17 @@ class DiscreteSchedule(NamedTuple):
 
   def alpha_sigma(self, n):
     """(alpha_n, sigma_n) = (sqrt(alpha_bar_n), sqrt(1 - alpha_bar_n)) at integer steps n."""
-    ab = self.alpha_bars[n]
-    return jnp.sqrt(ab), jnp.sqrt(1.0 - ab)
+    return jnp.sqrt(self.alpha_bars[n]), jnp.sqrt(self.one_minus_alpha_bars[n])
 
 
 def _schedule_from_betas(betas) -> DiscreteSchedule:
-  betas = jnp.asarray(betas, jnp.float32)
-  alphas = 1.0 - betas
-  # cumprod in float64-free form: exp(cumsum(log)) is as accurate in float32 here.
-  alpha_bars = jnp.exp(jnp.cumsum(jnp.log(alphas)))
-  return DiscreteSchedule(betas, alphas, alpha_bars)
+  r"""The schedule of `betas`, in float64 and cast to float32 once:
+  log alpha_bar_n = sum_{m<=n} log1p(-beta_m), alpha_bar = exp(.), 1 - alpha_bar = -expm1(.)."""
+  betas = np.asarray(betas, np.float64)
+  log_alpha_bars = np.cumsum(np.log1p(-betas))
+  f32 = lambda a: jnp.asarray(a, jnp.float32)
+  return DiscreteSchedule(f32(betas), f32(1.0 - betas), f32(np.exp(log_alpha_bars)),
+                          f32(-np.expm1(log_alpha_bars)))
 
 
 def linear_schedule(num_steps: int = 1000, beta_start: float = 1e-4,
@@ -89,8 +95,7 @@ def linear_schedule(num_steps: int = 1000, beta_start: float = 1e-4,
     raise UserError(f"The linear beta schedule with T={num_steps} steps reaches beta_T = "
                      f"{scale * beta_end:g} >= 1 (its endpoints are rescaled by 1000/T); use "
                      f"T > {int(1000 * beta_end)} (num_diffusion_steps) or schedule='cosine'.")
-  return _schedule_from_betas(
-      jnp.linspace(scale * beta_start, scale * beta_end, num_steps, dtype=jnp.float32))
+  return _schedule_from_betas(np.linspace(scale * beta_start, scale * beta_end, num_steps))
 
 
 def cosine_alpha_bar(t, s: float = 0.008):
@@ -103,9 +108,9 @@ def cosine_alpha_bar(t, s: float = 0.008):
 def cosine_schedule(num_steps: int = 1000, s: float = 0.008,
                     max_beta: float = 0.999) -> DiscreteSchedule:
   r"""Cosine schedule: beta_n = 1 - alpha_bar(n+1/T) / alpha_bar(n/T), clipped at 0.999."""
-  t = jnp.arange(num_steps + 1, dtype=jnp.float32) / num_steps
-  ab = cosine_alpha_bar(t, s)
-  betas = jnp.clip(1.0 - ab[1:] / ab[:-1], 0.0, max_beta)
+  t = np.arange(num_steps + 1, dtype=np.float64) / num_steps
+  ab = np.cos((t + s) / (1.0 + s) * np.pi / 2) ** 2     # cosine_alpha_bar, in float64
+  betas = np.clip(1.0 - ab[1:] / ab[:-1], 0.0, max_beta)
   return _schedule_from_betas(betas)
 
 
@@ -399,13 +404,14 @@ def q_posterior(schedule: DiscreteSchedule, x0, x_t, n):
   r"""q(x_{n-1} | x_n, x_0) = N(mu_tilde, beta_tilde) (Ho et al. eq. 6-7):
   mu_tilde = sqrt(abar_{n-1}) beta_n / (1 - abar_n) x_0 + sqrt(alpha_n) (1 - abar_{n-1}) / (1 - abar_n) x_n,
   beta_tilde = (1 - abar_{n-1}) / (1 - abar_n) beta_n, with abar_{-1} = 1."""
-  ab = schedule.alpha_bars[n]
+  oma = schedule.one_minus_alpha_bars[n]
   ab_prev = jnp.where(n > 0, schedule.alpha_bars[jnp.maximum(n - 1, 0)], 1.0)
+  oma_prev = jnp.where(n > 0, schedule.one_minus_alpha_bars[jnp.maximum(n - 1, 0)], 0.0)
   beta = schedule.betas[n]
-  c0 = jnp.sqrt(ab_prev) * beta / (1.0 - ab)
-  ct = jnp.sqrt(schedule.alphas[n]) * (1.0 - ab_prev) / (1.0 - ab)
+  c0 = jnp.sqrt(ab_prev) * beta / oma
+  ct = jnp.sqrt(schedule.alphas[n]) * oma_prev / oma
   mean = _bcast(c0, x0) * x0 + _bcast(ct, x0) * x_t
-  return mean, (1.0 - ab_prev) / (1.0 - ab) * beta
+  return mean, oma_prev / oma * beta
 
 
 def reverse_variance(schedule: DiscreteSchedule, n, variance: str = 'beta'):
@@ -415,8 +421,8 @@ def reverse_variance(schedule: DiscreteSchedule, n, variance: str = 'beta'):
   if variance == 'beta':
     return schedule.betas[n]
   if variance == 'beta_tilde':
-    ab = schedule.alpha_bars
-    bt = (1.0 - ab[:-1]) / (1.0 - ab[1:]) * schedule.betas[1:]
+    oma = schedule.one_minus_alpha_bars
+    bt = oma[:-1] / oma[1:] * schedule.betas[1:]
     bt = jnp.concatenate([bt[:1], bt])
     return bt[n]
   raise UserError(f"Unknown variance {variance!r}: use 'beta' or 'beta_tilde'.")

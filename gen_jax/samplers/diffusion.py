@@ -126,11 +126,12 @@ def ddim(eps_fn: Callable, schedule: DiscreteSchedule, x_T, rng, num_steps: int,
     i, n, n_prev = inp
     nb = jnp.full(x.shape[:1], n, jnp.int32)
     x0, eps = _x0_from_eps(schedule, x, nb, eps_fn(x, nb), clip_denoised)
-    ab = schedule.alpha_bars[n]
+    ab, oma = schedule.alpha_bars[n], schedule.one_minus_alpha_bars[n]
     ab_prev = jnp.where(n_prev >= 0, schedule.alpha_bars[jnp.maximum(n_prev, 0)], 1.0)
-    s = eta * jnp.sqrt((1.0 - ab_prev) / (1.0 - ab) * (1.0 - ab / ab_prev))
+    oma_prev = jnp.where(n_prev >= 0, schedule.one_minus_alpha_bars[jnp.maximum(n_prev, 0)], 0.0)
+    s = eta * jnp.sqrt(oma_prev / oma * (1.0 - ab / ab_prev))
     z = jax.random.normal(jax.random.fold_in(rng, n), x.shape, x.dtype)
-    return (jnp.sqrt(ab_prev) * x0 + jnp.sqrt(jnp.maximum(1.0 - ab_prev - s ** 2, 0.0)) * eps
+    return (jnp.sqrt(ab_prev) * x0 + jnp.sqrt(jnp.maximum(oma_prev - s ** 2, 0.0)) * eps
             + s * z)
 
   x, traj = _scan(step, x_T, (jnp.arange(len(taus)), taus, prevs), return_trajectory)
@@ -350,7 +351,7 @@ def edm_denoiser_from_discrete(x0_fn: Callable, schedule: DiscreteSchedule, clip
   Returns:
     (denoise(x, sigma [B]) -> D, sigma_min = sigma_0, sigma_max = sigma_{T-1}).
   """
-  log_sigmas = 0.5 * jnp.log((1.0 - schedule.alpha_bars) / schedule.alpha_bars)
+  log_sigmas = 0.5 * jnp.log(schedule.one_minus_alpha_bars / schedule.alpha_bars)
   steps = jnp.arange(schedule.num_steps, dtype=jnp.float32)
 
   def denoise(x, sigma):
