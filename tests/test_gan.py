@@ -210,3 +210,38 @@ def test_configs_build_their_paradigms(arg, info):
   else:
     with pytest.raises(ValueError, match='labelled'):
       cgan_config.get_config(arg)
+
+
+def test_bfloat16_policy_runs_both_players_in_bfloat16_with_float32_sigma_and_losses():
+  """Under a bfloat16 policy (as the training step traces it) the spectrally normalised
+  projection D and G run their convolutions in bfloat16 (their jnp / lax layers once mixed
+  float32 inputs with bfloat16 kernels and failed), σ(W), the projection and every other
+  reduction stay float32, and each player's loss is float32 and within 2e-2 of float32's."""
+  from gen_jax import policy as policy_lib
+  paradigm = cgan.make(small_config(spectral_norm=True, loss='hinge', r1_gamma=0.0), DIGITS)
+  batch = jax.tree.map(jnp.asarray, random_batch(DIGITS))     # device arrays, as in the step
+  params = paradigm.init(jax.random.key(0), batch)
+  policy = policy_lib.Policy(compute_dtype=jnp.bfloat16)
+  for player, loss_fn in paradigm.loss.items():
+    def loss(p):
+      with policy.active():
+        return loss_fn(policy.cast_to_compute(p), batch, jax.random.key(1))[0]
+    value = jax.jit(loss)(params)
+    value32 = jax.jit(loss_fn)(params, batch, jax.random.key(1))[0]
+    assert value.dtype == jnp.float32
+    np.testing.assert_allclose(value, value32, rtol=2e-2, atol=1e-3, err_msg=player)
+    eqns = list(_eqns(jax.make_jaxpr(loss)(params).jaxpr))
+    convs = [e for e in eqns if e.primitive.name == 'conv_general_dilated']
+    assert convs and all(v.aval.dtype == jnp.bfloat16 for e in convs for v in e.invars), player
+    sums = [e for e in eqns if e.primitive.name in ('reduce_sum', 'sqrt')]
+    assert sums and all(v.aval.dtype == jnp.float32 for e in sums for v in e.invars), player
+
+
+def _eqns(jaxpr):
+  for eqn in jaxpr.eqns:
+    yield eqn
+    for value in eqn.params.values():
+      for sub in (value if isinstance(value, (tuple, list)) else (value,)):
+        inner = getattr(sub, 'jaxpr', sub)
+        if hasattr(inner, 'eqns'):
+          yield from _eqns(inner)

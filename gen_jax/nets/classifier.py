@@ -8,6 +8,11 @@ gen_jax/paradigms/base.py), any H, W (8x8 digits, 28x28 MNIST): stride-2
   x in [0,1] -> 2x - 1 -> conv3x3(c0) -> [conv3x3 stride 2 (c) -> conv3x3 (c)] for c in channels
     -> flatten -> dense(feature_dim) -> relu  = features (penultimate, returned by `embed`)
     -> dropout -> dense(num_classes)          = logits (`__call__`)
+
+Mixed precision: none. The classifier is trained by its own loop (gen_jax/eval/classifier.py)
+and scores samples outside any training step, so no `gen_jax.policy` is active around it and
+it runs wholly in float32 (`embed` casts its input to float32), whatever the run's
+compute_dtype: the sample metrics do not depend on it.
 """
 from __future__ import annotations
 

@@ -3,6 +3,13 @@
 Each of the `channels` stages halves (encoder) or doubles (decoder) the
 resolution with a stride-2 convolution, so H and W must be divisible by
 2 ** len(channels).
+
+Mixed precision: under a bfloat16 policy (`gen_jax.policy`) every convolution and dense
+layer here runs in bfloat16 (the policy casts their inputs), and the activations between
+them stay bfloat16: there is no normalisation layer to keep in float32. What reaches the
+loss -- the top-level outputs of the VAE or VQ-VAE net built from these stages (posterior
+mean and log-variance, the decoder's parameters) -- is cast back to float32 by the policy.
+`to_unit_range` returns float32.
 """
 from __future__ import annotations
 

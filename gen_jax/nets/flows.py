@@ -18,6 +18,20 @@ Parameters are created on the first forward call, so ``init(rng, x)`` with a
 batch of data runs the data-dependent initialisation of every ActNorm in the
 order the data flows (each sees the activations produced by the layers before
 it at their initial values).
+
+Mixed precision: under a bfloat16 policy (`gen_jax.policy`) only the convolutional and
+dense nets inside the layers -- the couplings' conditioners, the split prior's conv, the
+dequantizer's context convs -- run in bfloat16 (the policy casts their inputs). Every
+bijection casts its (bfloat16) parameters and those nets' outputs to the data's dtype, at
+least float32 (`_dtype`), before using them, so the data path y = f(x) (the 1x1 conv's
+matmul included) and every log-determinant term -- ActNorm's log-scales, the 1x1 conv's
+log|s|, the couplings' s, the split prior's log sigma -- are computed and summed in float32:
+each layer's log-det is that of the map it computes, bfloat16 conditioner included, to
+float32 rounding (tests/test_flows.py checks it against jacfwd). Summed in
+bfloat16 (8 significant bits) each term would be off by up to ~2e-3 relative, nats per
+image where log-dets run to thousands. Under remat="blocks" (or a named policy) each
+coupling's conditioner -- the only part whose activations are wider than the data -- keeps
+only its input for the backward pass.
 """
 from __future__ import annotations
 
@@ -31,11 +45,17 @@ import numpy as np
 import scipy.linalg
 
 from gen_jax.errors import UserError
+from gen_jax.policy import remat_block
 
 
 def _positions(x) -> int:
   """Number of positions a per-channel map acts on: H * W for images, 1 for vectors."""
   return math.prod(x.shape[1:-1])
+
+
+def _dtype(x):
+  """The dtype of a bijection's data path and log-det terms: x's, at least float32."""
+  return jnp.promote_types(x.dtype, jnp.float32)
 
 
 def _sum_except_batch(x):
@@ -71,7 +91,9 @@ class ActNorm(_Bijector):
     bias = self.param('bias', lambda rng, shape: -jnp.mean(x, axes).reshape(shape), (c,))
     log_scale = self.param(
         'log_scale', lambda rng, shape: -jnp.log(jnp.std(x, axes) + self.eps).reshape(shape), (c,))
-    log_det = _positions(x) * jnp.sum(log_scale) * jnp.ones(x.shape[:1], x.dtype)
+    dtype = _dtype(x)
+    x, bias, log_scale = x.astype(dtype), bias.astype(dtype), log_scale.astype(dtype)
+    log_det = _positions(x) * jnp.sum(log_scale) * jnp.ones(x.shape[:1], dtype)
     if not reverse:
       return (x + bias) * jnp.exp(log_scale), log_det
     return x * jnp.exp(-log_scale) - bias, -log_det
@@ -107,11 +129,13 @@ class InvertibleConv1x1(_Bijector):
     lower = self.param('lower', lambda rng: jnp.asarray(l0))
     upper = self.param('upper', lambda rng: jnp.asarray(u0))
     log_s = self.param('log_s', lambda rng: jnp.asarray(log_s0))
-    eye = jnp.eye(c, dtype=x.dtype)
+    dtype = _dtype(x)
+    x, lower, upper, log_s = (v.astype(dtype) for v in (x, lower, upper, log_s))
+    eye = jnp.eye(c, dtype=dtype)
     l = jnp.tril(lower, -1) + eye
     u = jnp.triu(upper, 1) + jnp.diag(jnp.asarray(sign_s) * jnp.exp(log_s))
     w = jnp.asarray(p) @ l @ u
-    log_det = _positions(x) * jnp.sum(log_s) * jnp.ones(x.shape[:1], x.dtype)
+    log_det = _positions(x) * jnp.sum(log_s) * jnp.ones(x.shape[:1], dtype)
     if not reverse:
       return x @ w, log_det
     return x @ jnp.linalg.inv(w), -log_det
@@ -199,18 +223,20 @@ class AffineCoupling(_Bijector):
   @nn.compact
   def __call__(self, x, reverse: bool = False, context=None):
     c = x.shape[-1]
+    x = x.astype(_dtype(x))
     b = jnp.asarray(coupling_mask(x.shape[1:], self.mask, self.parity), x.dtype)
+    # Under remat the conditioner keeps only its input h for the backward pass.
     if self.mask == 'alternate':
-      net = MLPConditioner(self.hidden, 2 * c, self.num_layers, name='conditioner')
+      net = remat_block(MLPConditioner)(self.hidden, 2 * c, self.num_layers, name='conditioner')
       h = b * x
     else:
-      net = ConvConditioner(self.hidden, 2 * c, self.res_blocks, name='conditioner')
+      net = remat_block(ConvConditioner)(self.hidden, 2 * c, self.res_blocks, name='conditioner')
       # The checkerboard mask is fed in as an extra channel so the net knows which pixels are given.
       h = jnp.concatenate([b * x, jnp.broadcast_to(b[..., :1], x.shape[:-1] + (1,))], axis=-1)
     if context is not None:
       h = jnp.concatenate([h, context], axis=-1)
-    s_raw, t = jnp.split(net(h), 2, axis=-1)
-    scale = self.param('scale', nn.initializers.ones, (c,))
+    s_raw, t = (v.astype(x.dtype) for v in jnp.split(net(h), 2, axis=-1))   # float32 from here
+    scale = self.param('scale', nn.initializers.ones, (c,)).astype(x.dtype)
     s = (1 - b) * scale * jnp.tanh(s_raw)
     t = (1 - b) * t
     log_det = _sum_except_batch(s)
@@ -265,7 +291,7 @@ class VariationalDequantizer(nn.Module):
   def __call__(self, w, x_context):
     feats = nn.relu(nn.Conv(self.hidden, (3, 3), name='context_conv0')(x_context))
     feats = nn.relu(nn.Conv(self.hidden, (3, 3), name='context_conv1')(feats))
-    w = jnp.clip(w, 1e-6, 1 - 1e-6)
+    w = jnp.clip(w.astype(_dtype(w)), 1e-6, 1 - 1e-6)
     eps = jnp.log(w) - jnp.log1p(-w)
     e, log_det = eps, jnp.zeros(w.shape[:1], w.dtype)
     for k in range(self.num_steps):
@@ -298,7 +324,7 @@ class Squeeze(_Bijector):
   """`squeeze` as a layer (log_det = 0)."""
 
   def __call__(self, x, reverse: bool = False):
-    zeros = jnp.zeros(x.shape[:1], x.dtype)
+    zeros = jnp.zeros(x.shape[:1], _dtype(x))
     return (unsqueeze(x) if reverse else squeeze(x)), zeros
 
 
@@ -368,7 +394,8 @@ class SplitPrior(nn.Module):
   def __call__(self, z, h, reverse: bool = False):
     out = nn.Conv(2 * z.shape[-1], (3, 3), kernel_init=nn.initializers.zeros,
                   bias_init=nn.initializers.zeros, name='conv')(h)
-    mu, log_sigma = jnp.split(out, 2, axis=-1)
+    z = z.astype(_dtype(z))
+    mu, log_sigma = (v.astype(z.dtype) for v in jnp.split(out, 2, axis=-1))
     log_det = -_sum_except_batch(log_sigma)
     if not reverse:
       return (z - mu) * jnp.exp(-log_sigma), log_det
@@ -427,7 +454,7 @@ class MultiScaleFlow(_Bijector):
       else:
         scales.append(None)
     batch = x.shape[0]
-    log_det = jnp.zeros((batch,), x.dtype)
+    log_det = jnp.zeros((batch,), _dtype(x))
     if not reverse:
       h, zs = x, []
       for stage, layers in zip(stages, scales):
@@ -486,7 +513,7 @@ class VectorFlow(_Bijector):
   @nn.compact
   def __call__(self, x, reverse: bool = False):
     layers = self._layers()
-    log_det = jnp.zeros(x.shape[:1], x.dtype)
+    log_det = jnp.zeros(x.shape[:1], _dtype(x))
     for layer in (reversed(layers) if reverse else layers):
       x, ld = layer(x, reverse=reverse)
       log_det = log_det + ld

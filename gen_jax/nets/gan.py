@@ -16,6 +16,15 @@ r"""Generators and discriminators for the adversarial family (Flax linen).
 
 Outputs: G returns values in the data's own scale (``tanh`` for images in
 [-1, 1], linear for points); D returns one logit per example, shape [B].
+
+Mixed precision: under a bfloat16 policy (`gen_jax.policy`) the spectrally normalised
+layers (SNDense, SNConv: written with jnp / lax, so the policy's layer casts do not reach
+them) cast their input to the compute dtype as flax's Dense and Conv do, so G's and D's
+matmuls and convolutions run in bfloat16. σ(W) -- the power iteration and vᵀ W u -- is computed in
+float32 from the bfloat16 kernel: a normalisation statistic, whose bfloat16 error would
+rescale every layer's output. The projection <embed(y), φ(x)> is summed in float32, and
+G's samples and D's logits reach the losses (and the gradient penalties' ∇_x D) in float32
+because the policy casts every top-level output back.
 """
 from __future__ import annotations
 
@@ -26,6 +35,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from gen_jax import policy as policy_lib
 from gen_jax.errors import UserError
 
 
@@ -37,10 +47,13 @@ def spectral_normalize(w, num_iters: int = 5, eps: float = 1e-12):
   paper. The paper carries u from one step to the next; here the iteration
   restarts from a fixed vector at every call (so the nets stay stateless) and
   runs ``num_iters`` steps instead of one. σ is a lower bound of the true
-  largest singular value that tightens with ``num_iters``.
+  largest singular value that tightens with ``num_iters``. Computed in float32 (at least)
+  and returned in w's dtype.
   """
   if num_iters < 1:
     raise UserError(f'spectral_normalize needs num_iters >= 1, got {num_iters}.')
+  w_dtype = w.dtype
+  w = w.astype(jnp.promote_types(w_dtype, jnp.float32))
   w2 = jnp.reshape(w, (-1, w.shape[-1]))
   # A fixed start vector (a constant of the trace): the same at every call.
   u = jax.random.normal(jax.random.key(0), (w2.shape[1],), w2.dtype)
@@ -57,7 +70,13 @@ def spectral_normalize(w, num_iters: int = 5, eps: float = 1e-12):
   u, v = jax.lax.fori_loop(0, num_iters, power_step, (u, jnp.zeros((w2.shape[0],), w2.dtype)))
   u, v = jax.lax.stop_gradient(u), jax.lax.stop_gradient(v)
   sigma = v @ w2 @ u
-  return w / (sigma + eps)
+  return (w / (sigma + eps)).astype(w_dtype)
+
+
+def _matmul_dtype(x, *params):
+  """x in the active policy's compute dtype, then x and params promoted to one dtype, as
+  flax's Dense / Conv see them under the policy (unchanged in float32)."""
+  return nn.dtypes.promote_dtype(policy_lib.current().cast_to_compute(jnp.asarray(x)), *params)
 
 
 class SNDense(nn.Module):
@@ -72,6 +91,7 @@ class SNDense(nn.Module):
     bias = self.param('bias', nn.initializers.zeros, (self.features,))
     if self.spectral_norm:
       kernel = spectral_normalize(kernel, self.num_power_iters)
+    x, kernel, bias = _matmul_dtype(x, kernel, bias)
     return x @ kernel + bias
 
 
@@ -91,6 +111,7 @@ class SNConv(nn.Module):
     bias = self.param('bias', nn.initializers.zeros, (self.features,))
     if self.spectral_norm:
       kernel = spectral_normalize(kernel, self.num_power_iters)
+    x, kernel, bias = _matmul_dtype(x, kernel, bias)
     y = jax.lax.conv_general_dilated(
         x, kernel, (self.strides, self.strides), 'SAME',
         dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
@@ -130,7 +151,8 @@ def _projection_logit(h, label, num_classes, spectral_norm, num_power_iters):
   if label is None:
     raise UserError('A projection discriminator needs the label of every example.')
   e = SNEmbed(num_classes, h.shape[-1], spectral_norm, num_power_iters, name='projection')(label)
-  return logit + jnp.sum(e * h, axis=-1)
+  f32 = jnp.promote_types(h.dtype, jnp.float32)
+  return logit + jnp.sum(e.astype(f32) * h.astype(f32), axis=-1)
 
 
 class MLPGenerator(nn.Module):

@@ -1,4 +1,9 @@
-"""Multi-layer perceptrons."""
+"""Multi-layer perceptrons.
+
+Mixed precision: under a bfloat16 policy (`gen_jax.policy`) the Dense layers and the
+activations between them run in bfloat16; nothing here is kept in float32 -- the output of
+the top-level net an MLP belongs to is cast back to float32 by the policy before the loss.
+"""
 from __future__ import annotations
 
 from typing import Callable, Sequence

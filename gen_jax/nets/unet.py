@@ -12,6 +12,15 @@ zero-initialised so a fresh network outputs 0.
 Class conditioning (for classifier-free guidance, Ho & Salimans arXiv:2207.12598):
 with ``num_classes = K > 0`` a label embedding of K + 1 entries is added to the
 time embedding; label K is the "null" label of the unconditional model.
+
+Mixed precision: under a bfloat16 policy (`gen_jax.policy`) the convolutions, dense layers
+and attention projections run in bfloat16. Kept in float32: GroupNorm's mean and variance
+(flax's force_float32_reductions), the attention softmax (force_fp32_for_softmax), the
+sinusoidal time embedding (t w_i reaches ~1000 rad, where a bfloat16 t has a spacing of 4;
+the first Dense casts the finished embedding), and the output -- the predicted eps / x_0 /
+v / score reaches the loss in float32 because the policy casts every top-level output back.
+Under remat="blocks" (or a named policy) the residual and attention blocks keep only their
+inputs for the backward pass.
 """
 from __future__ import annotations
 
