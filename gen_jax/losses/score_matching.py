@@ -56,12 +56,20 @@ class DiscreteSchedule(NamedTuple):
   so q(x_n | x_0) = N(sqrt(alpha_bars[n]) x_0, (1 - alpha_bars[n]) I).
   `one_minus_alpha_bars` is 1 - alpha_bars computed in float64 before the cast: in float32,
   1 - alpha_bar cancels catastrophically where alpha_bar is near 1 (1.7e-4 relative off at
-  n = 0 of the linear schedule), so every sigma^2 below is read from it.
+  n = 0 of the linear schedule), so every sigma^2 below is read from it. The quantities the
+  losses and samplers use -- sqrt(alpha_bar), sqrt(1 - alpha_bar), the posterior q(x_{n-1} |
+  x_n, x_0)'s coefficients and variance (`q_posterior`) -- are float64 too, each rounded to
+  float32 once (`_schedule_from_betas`), so each is within half a float32 ulp of the truth.
   """
   betas: jax.Array
   alphas: jax.Array
   alpha_bars: jax.Array
   one_minus_alpha_bars: jax.Array
+  sqrt_alpha_bars: jax.Array             # alpha_n = sqrt(alpha_bar_n)
+  sqrt_one_minus_alpha_bars: jax.Array   # sigma_n = sqrt(1 - alpha_bar_n)
+  posterior_x0_coefs: jax.Array          # sqrt(alpha_bar_{n-1}) beta_n / (1 - alpha_bar_n)
+  posterior_xt_coefs: jax.Array          # sqrt(alpha_n) (1 - alpha_bar_{n-1}) / (1 - alpha_bar_n)
+  posterior_variances: jax.Array         # beta_tilde_n = (1 - abar_{n-1}) / (1 - abar_n) beta_n
 
   @property
   def num_steps(self) -> int:
@@ -69,17 +77,22 @@ class DiscreteSchedule(NamedTuple):
 
   def alpha_sigma(self, n):
     """(alpha_n, sigma_n) = (sqrt(alpha_bar_n), sqrt(1 - alpha_bar_n)) at integer steps n."""
-    return jnp.sqrt(self.alpha_bars[n]), jnp.sqrt(self.one_minus_alpha_bars[n])
+    return self.sqrt_alpha_bars[n], self.sqrt_one_minus_alpha_bars[n]
 
 
 def _schedule_from_betas(betas) -> DiscreteSchedule:
   r"""The schedule of `betas`, in float64 and cast to float32 once:
-  log alpha_bar_n = sum_{m<=n} log1p(-beta_m), alpha_bar = exp(.), 1 - alpha_bar = -expm1(.)."""
+  log alpha_bar_n = sum_{m<=n} log1p(-beta_m), alpha_bar = exp(.), 1 - alpha_bar = -expm1(.),
+  and every derived quantity (square roots, posterior coefficients) from those float64 values."""
   betas = np.asarray(betas, np.float64)
   log_alpha_bars = np.cumsum(np.log1p(-betas))
+  ab, oma = np.exp(log_alpha_bars), -np.expm1(log_alpha_bars)
+  ab_prev, oma_prev = np.concatenate([[1.0], ab[:-1]]), np.concatenate([[0.0], oma[:-1]])
   f32 = lambda a: jnp.asarray(a, jnp.float32)
-  return DiscreteSchedule(f32(betas), f32(1.0 - betas), f32(np.exp(log_alpha_bars)),
-                          f32(-np.expm1(log_alpha_bars)))
+  return DiscreteSchedule(
+      f32(betas), f32(1.0 - betas), f32(ab), f32(oma), f32(np.sqrt(ab)), f32(np.sqrt(oma)),
+      f32(np.sqrt(ab_prev) * betas / oma), f32(np.sqrt(1.0 - betas) * oma_prev / oma),
+      f32(oma_prev / oma * betas))
 
 
 def linear_schedule(num_steps: int = 1000, beta_start: float = 1e-4,
@@ -403,15 +416,11 @@ def discretized_gaussian_log_likelihood(x, mean, std, num_levels: int):
 def q_posterior(schedule: DiscreteSchedule, x0, x_t, n):
   r"""q(x_{n-1} | x_n, x_0) = N(mu_tilde, beta_tilde) (Ho et al. eq. 6-7):
   mu_tilde = sqrt(abar_{n-1}) beta_n / (1 - abar_n) x_0 + sqrt(alpha_n) (1 - abar_{n-1}) / (1 - abar_n) x_n,
-  beta_tilde = (1 - abar_{n-1}) / (1 - abar_n) beta_n, with abar_{-1} = 1."""
-  oma = schedule.one_minus_alpha_bars[n]
-  ab_prev = jnp.where(n > 0, schedule.alpha_bars[jnp.maximum(n - 1, 0)], 1.0)
-  oma_prev = jnp.where(n > 0, schedule.one_minus_alpha_bars[jnp.maximum(n - 1, 0)], 0.0)
-  beta = schedule.betas[n]
-  c0 = jnp.sqrt(ab_prev) * beta / oma
-  ct = jnp.sqrt(schedule.alphas[n]) * oma_prev / oma
+  beta_tilde = (1 - abar_{n-1}) / (1 - abar_n) beta_n, with abar_{-1} = 1 (float64 tables of
+  the schedule, rounded to float32 once)."""
+  c0, ct = schedule.posterior_x0_coefs[n], schedule.posterior_xt_coefs[n]
   mean = _bcast(c0, x0) * x0 + _bcast(ct, x0) * x_t
-  return mean, oma_prev / oma * beta
+  return mean, schedule.posterior_variances[n]
 
 
 def reverse_variance(schedule: DiscreteSchedule, n, variance: str = 'beta'):
@@ -421,10 +430,8 @@ def reverse_variance(schedule: DiscreteSchedule, n, variance: str = 'beta'):
   if variance == 'beta':
     return schedule.betas[n]
   if variance == 'beta_tilde':
-    oma = schedule.one_minus_alpha_bars
-    bt = oma[:-1] / oma[1:] * schedule.betas[1:]
-    bt = jnp.concatenate([bt[:1], bt])
-    return bt[n]
+    bt = schedule.posterior_variances
+    return jnp.concatenate([bt[1:2], bt[1:]])[n]
   raise UserError(f"Unknown variance {variance!r}: use 'beta' or 'beta_tilde'.")
 
 

@@ -109,6 +109,19 @@ def ddim_timesteps(num_train_steps: int, num_steps: int, spacing: str = 'uniform
   return jnp.asarray(np.unique(taus)[::-1].astype(np.int32))
 
 
+def ddim_variance_factor(schedule: DiscreteSchedule, n, n_prev):
+  r"""(1 - abar_prev) / (1 - abar) (1 - abar / abar_prev): DDIM's s^2 at eta = 1 (eq. 16),
+  abar_prev = 1 for n_prev = -1. 1 - abar / abar_prev = (abar_prev - abar) / abar_prev, the
+  difference taken from the float32 tables of whichever of abar_prev and 1 - abar is the
+  smaller, so it does not cancel: near abar = 1 (the first steps), 1 - abar / abar_prev in
+  float32 would keep ~3 digits of a beta ~ 1e-4."""
+  ab, oma = schedule.alpha_bars[n], schedule.one_minus_alpha_bars[n]
+  ab_prev = jnp.where(n_prev >= 0, schedule.alpha_bars[jnp.maximum(n_prev, 0)], 1.0)
+  oma_prev = jnp.where(n_prev >= 0, schedule.one_minus_alpha_bars[jnp.maximum(n_prev, 0)], 0.0)
+  drop = jnp.where(ab_prev <= oma, ab_prev - ab, oma - oma_prev)    # abar_prev - abar
+  return oma_prev / oma * (drop / ab_prev)
+
+
 def ddim(eps_fn: Callable, schedule: DiscreteSchedule, x_T, rng, num_steps: int,
          eta: float = 0.0, clip_denoised: bool = False, return_trajectory: bool = False,
          spacing: str = 'uniform'):
@@ -126,12 +139,11 @@ def ddim(eps_fn: Callable, schedule: DiscreteSchedule, x_T, rng, num_steps: int,
     i, n, n_prev = inp
     nb = jnp.full(x.shape[:1], n, jnp.int32)
     x0, eps = _x0_from_eps(schedule, x, nb, eps_fn(x, nb), clip_denoised)
-    ab, oma = schedule.alpha_bars[n], schedule.one_minus_alpha_bars[n]
-    ab_prev = jnp.where(n_prev >= 0, schedule.alpha_bars[jnp.maximum(n_prev, 0)], 1.0)
+    s = eta * jnp.sqrt(ddim_variance_factor(schedule, n, n_prev))
+    sqrt_ab_prev = jnp.where(n_prev >= 0, schedule.sqrt_alpha_bars[jnp.maximum(n_prev, 0)], 1.0)
     oma_prev = jnp.where(n_prev >= 0, schedule.one_minus_alpha_bars[jnp.maximum(n_prev, 0)], 0.0)
-    s = eta * jnp.sqrt(oma_prev / oma * (1.0 - ab / ab_prev))
     z = jax.random.normal(jax.random.fold_in(rng, n), x.shape, x.dtype)
-    return (jnp.sqrt(ab_prev) * x0 + jnp.sqrt(jnp.maximum(oma_prev - s ** 2, 0.0)) * eps
+    return (sqrt_ab_prev * x0 + jnp.sqrt(jnp.maximum(oma_prev - s ** 2, 0.0)) * eps
             + s * z)
 
   x, traj = _scan(step, x_T, (jnp.arange(len(taus)), taus, prevs), return_trajectory)
