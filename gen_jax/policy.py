@@ -34,7 +34,8 @@ float16 is refused: without loss scaling its 5-bit exponent underflows small gra
 
 Rematerialisation (Chen et al. 2016, "Training Deep Nets with Sublinear Memory Cost",
 arXiv:1604.06174): a net marks its repeated blocks with `remat_block(Block)` (the
-transformer's blocks, the U-Net's residual blocks, the flows' steps). Under a policy with
+transformer's blocks, the U-Net's residual and attention blocks, the flows' coupling
+conditioners). Under a policy with
 `remat="blocks"` each block keeps only its input for the backward pass and recomputes the
 rest (`nn.remat`, jax.checkpoint's `nothing_saveable`); a `jax.checkpoint_policies` name
 keeps what that policy saves (e.g. `dots_with_no_batch_dims_saveable`: the weight matmuls'
@@ -52,6 +53,7 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from gen_jax.errors import UserError
 
@@ -118,7 +120,7 @@ def current() -> Policy:
 
 def _cast_floating(tree, dtype):
   def cast(x):
-    if isinstance(x, (jax.Array, jnp.ndarray)) and jnp.issubdtype(x.dtype, jnp.floating):
+    if isinstance(x, (jax.Array, np.ndarray)) and jnp.issubdtype(x.dtype, jnp.floating):
       return x.astype(dtype)
     return x
   return jax.tree.map(cast, tree)
