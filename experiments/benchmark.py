@@ -58,6 +58,8 @@ FLAGS = {
     "quick": (False, "speed: tiny sizes (a test)"),
     "text_dir": ("", "speed: folder with input.txt (default: the gpt config's)"),
     "num_iters": (1010, "speed: GPT training iterations"),
+    "against": ("", "speed: a git revision whose GPT recipe ms/iter the against part compares with"),
+    "rounds": (3, "speed against: alternating rounds (a fresh process each)"),
     "gpt_eval": (False, "speed: the GPT's loss on the whole validation split after training"),
     "iwae_k": (1000, "binarized_mnist: k of the VAE's IWAE bound (1: ELBO only)"),
     "iwae_batch": (8, "binarized_mnist: test images per IWAE batch"),

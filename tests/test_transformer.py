@@ -206,3 +206,41 @@ def test_remat_gives_the_same_loss_and_gradients(remat):
   held = lambda r: sum(x.nbytes for x in jax.tree.leaves(jax.vjp(_loss_fn(model, tokens, r),
                                                                    params)[1]))
   assert held(remat) < 0.6 * held("none")
+
+
+# ------------------------------------------ attention's written-out backward pass ---
+
+def _softmax_attention(q, k, v, mask):
+  s = jnp.einsum("bqhd,bkhd->bhqk", q.astype(jnp.float32), k.astype(jnp.float32))
+  s = s if mask is None else jnp.where(mask, s, -jnp.inf)
+  return jnp.einsum("bhqk,bkhd->bqhd", jax.nn.softmax(s, -1), v.astype(jnp.float32))
+
+
+@pytest.mark.parametrize("kind", ["causal", "mask", "bidirectional"])
+def test_attention_backward_equals_autodiff_of_softmax_attention(kind):
+  from gen_jax.nets.transformer import attention
+  kq, kk, kv, kg = jax.random.split(jax.random.key(3), 4)
+  tq, tk = (5, 9) if kind == "mask" else (7, 7)
+  q = jax.random.normal(kq, (2, tq, 3, 4))
+  k, v = jax.random.normal(kk, (2, tk, 3, 4)), jax.random.normal(kv, (2, tk, 3, 4))
+  g = jax.random.normal(kg, (2, tq, 3, 4))
+  mask = {"causal": jnp.tril(jnp.ones((tq, tk), bool)),
+          "mask": jnp.arange(tk)[None, :] <= jnp.arange(tq)[:, None] + 3,   # a cached chunk
+          "bidirectional": None}[kind]
+  got = jax.vjp(lambda q, k, v: attention(q, k, v, None if kind == "causal" else mask,
+                                          kind == "causal"), q, k, v)
+  want = jax.vjp(lambda q, k, v: _softmax_attention(q, k, v, mask), q, k, v)
+  np.testing.assert_allclose(got[0], want[0], atol=1e-5, rtol=1e-5)
+  for a, b in zip(got[1](g), want[1](g)):
+    np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-5)
+
+
+def test_attention_backward_in_bfloat16_stays_bfloat16_and_close():
+  from gen_jax.nets.transformer import attention
+  q, k, v, g = jax.random.normal(jax.random.key(4), (4, 2, 16, 2, 8))
+  grads = jax.vjp(lambda *a: attention(*a, None, True), *(z.astype(jnp.bfloat16) for z in (q, k, v))
+                  )[1](g.astype(jnp.bfloat16))
+  want = jax.vjp(lambda *a: _softmax_attention(*a, jnp.tril(jnp.ones((16, 16), bool))), q, k, v)[1](g)
+  for a, b in zip(grads, want):
+    assert a.dtype == jnp.bfloat16
+    np.testing.assert_allclose(a.astype(jnp.float32), b, atol=0.1, rtol=0.05)

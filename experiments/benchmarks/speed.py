@@ -12,6 +12,11 @@ Parts (speed: all; autoregressive: matmul, gpt_train, kv_cache); writes `<out>/s
   token, with --gpt_eval the loss on the whole validation split. Reference (issue 4, this
   machine): nanoGPT 50 ms/iter, 15,300 tokens/s, loss 1.898 on the whole split (1.886 by its
   20-batch estimate); targets <= 33 ms/iter, >= 23,000 tokens/s, loss <= 1.88.
+* against: with --against=REV (a git revision of this repository), gpt_train's ms/iter of this
+  checkout and of REV (checked out into a temporary git worktree), --rounds alternating rounds,
+  each in a fresh process: the medians and their ratio (the "no CPU regression" check):
+    python -m experiments.benchmark --suite=autoregressive --parts=against --against=HEAD~1 \
+        --num_iters=300 --rounds=4
 * kv_cache: KV-cached vs naive re-forward decoding (257 positions), the fastest of 5 runs for
   64/128/256 tokens (cached should grow linearly), the ratio at 256 (target >= 10x), tokens
   checked identical.
@@ -23,6 +28,9 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import subprocess
+import sys
+import tempfile
 import time
 
 import jax
@@ -66,6 +74,37 @@ def gpt_train(num_iters=2_000, timed_from=10, evaluate=True, matmul_gflops=None,
   return out
 
 
+_CHILD = """import json, sys
+from experiments.benchmarks import speed
+r = speed.gpt_train(int(sys.argv[1]), 10, False, None, sys.argv[2])
+print(json.dumps({k: r[k] for k in ("ms_per_iter", "load_avg_1min_before")}))"""
+
+
+def against(rev: str, rounds: int, num_iters: int, text_dir: str = "", log=print) -> dict:
+  """gpt_train's ms/iter here and at git revision `rev`, `rounds` alternating rounds each in a
+  fresh process (this checkout first in odd rounds, `rev` first in even ones), on the same data."""
+  root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  text_dir = os.path.abspath(text_dir or _recipe().manual_dir)
+  runs = {"this": [], rev: []}
+  with tempfile.TemporaryDirectory(prefix="gen_jax_against_") as tmp:
+    tree = os.path.join(tmp, "tree")
+    subprocess.run(["git", "-C", root, "worktree", "add", "--detach", "-q", tree, rev], check=True)
+    try:
+      for r in range(rounds):
+        for name, cwd in ((("this", root), (rev, tree)) if r % 2 == 0 else ((rev, tree), ("this", root))):
+          done = subprocess.run([sys.executable, "-c", _CHILD, str(num_iters), text_dir], cwd=cwd,
+                                capture_output=True, text=True)
+          if done.returncode:
+            raise SystemExit(f"gpt_train at {name} failed:\n{done.stderr[-2000:]}")
+          runs[name].append(json.loads(done.stdout.strip().splitlines()[-1]))
+          log(f"round {r + 1}, {name}: {runs[name][-1]['ms_per_iter']:.2f} ms/iter")
+    finally:
+      subprocess.run(["git", "-C", root, "worktree", "remove", "--force", tree], check=False)
+  ms = {name: float(np.median([x["ms_per_iter"] for x in xs])) for name, xs in runs.items()}
+  return {"rev": rev, "rounds": rounds, "iters": num_iters, "runs": runs,
+          "median_ms_this": ms["this"], "median_ms_rev": ms[rev], "ratio_this_over_rev": ms["this"] / ms[rev]}
+
+
 def kv_cache(lengths=(64, 128, 256), iters: int = 5) -> dict:
   """KV-cached vs naive decoding (batch 1, a prompt of 1 token) of the recipe's model with
   max(lengths) + 1 positions (`speed.decoder_speedup`); the naive decoder re-runs the full
@@ -103,6 +142,10 @@ def lines(res) -> list:
             f"input pipeline share of step time: {100 * t['input_pipeline_share']:.1f}%"]
     out += [f"GPT validation loss (whole split, {t['val_windows']} windows): {t['val_nats_per_token']:.3f} "
             "nats/char"] if "val_nats_per_token" in t else []
+  if a := res.get("against"):
+    out.append(f"GPT recipe ms/iter, this checkout vs {a['rev']} (median of {a['rounds']} alternating rounds, "
+               f"{a['iters']} iters each): {a['median_ms_this']:.2f} vs {a['median_ms_rev']:.2f} "
+               f"(ratio {a['ratio_this_over_rev']:.3f})")
   if kv := res.get("kv_cache"):
     ns = sorted(int(k.split("_")[-1]) for k in kv if k.startswith("naive_s_"))
     out.append(f"KV-cache vs naive decoding ({ns[-1]} tokens): {kv[f'speedup_{ns[-1]}']:.1f}x, tokens identical: "
@@ -124,6 +167,10 @@ def run(args) -> dict:
   if "gpt_train" in parts:
     res["gpt_train"] = gpt_train(15 if quick else args.num_iters, 5 if quick else 10, args.gpt_eval, gflops,
                                  args.text_dir)
+  if "against" in parts:
+    if not args.against:
+      raise SystemExit("--parts=against needs --against=REV, a git revision to compare with.")
+    res["against"] = against(args.against, args.rounds, args.num_iters, args.text_dir, args.log)
   if "kv_cache" in parts:
     res["kv_cache"] = kv_cache((16, 32), 1) if quick else kv_cache()
   if "train_steps" in parts:
