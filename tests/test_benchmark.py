@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import subprocess
 import sys
 
 import jax
@@ -197,11 +198,7 @@ def test_quality_suite_end_to_end_with_a_paradigm_from_this_file(tmp_path, capsy
 
 def test_speed_suite_quick(tmp_path):
   # A text of our own: tests never read ../shared (a user's clone has none).
-  text_dir = tmp_path / "text"
-  text_dir.mkdir()
-  (text_dir / "input.txt").write_text("".join(
-      f"line {i}: the quick brown fox jumps over the lazy dog.\n" for i in range(400)))
-  res = benchmark.run("speed", quick=True, out=str(tmp_path), text_dir=str(text_dir),
+  res = benchmark.run("speed", quick=True, out=str(tmp_path), text_dir=str(_text_dir(tmp_path)),
                       parts=["matmul", "gpt_train", "kv_cache", "train_steps"])
   saved = json.loads((tmp_path / "speed.json").read_text())
   assert saved["quick"] is True and set(saved) >= {"matmul", "gpt_train", "kv_cache"}
@@ -220,6 +217,32 @@ def test_speed_suite_quick(tmp_path):
                                / (saved["matmul"]["matmul_gflops"] * 1e9), rtol=1e-9)
   text = (tmp_path / "speed.txt").read_text()
   assert "GFLOP/s" in text and "tokens/s" in text and "KV-cache" in text and "MFU" in text
+
+
+def _text_dir(tmp_path):
+  text_dir = tmp_path / "text"
+  text_dir.mkdir(exist_ok=True)
+  (text_dir / "input.txt").write_text("".join(
+      f"line {i}: the quick brown fox jumps over the lazy dog.\n" for i in range(400)))
+  return text_dir
+
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.mark.skipif(not os.path.exists(os.path.join(ROOT, ".git")), reason="needs a git checkout")
+def test_speed_against_a_revision_alternates_fresh_processes_and_removes_its_worktree(tmp_path):
+  logged = []
+  res = benchmark.run("autoregressive", parts=["against"], against="HEAD", rounds=2, num_iters=12,
+                      out=str(tmp_path), text_dir=str(_text_dir(tmp_path)), log=logged.append)["against"]
+  order = [line.split(": ")[0] for line in logged if line.startswith("round")]
+  assert order == ["round 1, this", "round 1, HEAD", "round 2, HEAD", "round 2, this"]
+  assert all(len(res["runs"][k]) == 2 for k in ("this", "HEAD"))
+  np.testing.assert_allclose(res["ratio_this_over_rev"], res["median_ms_this"] / res["median_ms_rev"])
+  assert res["median_ms_this"] == np.median([r["ms_per_iter"] for r in res["runs"]["this"]])
+  trees = subprocess.run(["git", "-C", ROOT, "worktree", "list"], capture_output=True, text=True).stdout
+  assert "gen_jax_against_" not in trees
+  assert "this checkout vs HEAD" in (tmp_path / "speed.txt").read_text()
 
 
 def test_diffusion_nfe_part_needs_a_budget_at_the_target(tmp_path):
