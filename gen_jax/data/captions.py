@@ -1,9 +1,18 @@
-r"""Captions of digit labels with varied wording, and their word- or character-level tokenizer.
+r"""Captions and questions about digit labels, and their word- or character-level tokenizer.
 
 The text-to-image model (gen_jax.paradigms.text2image) learns p(image | caption)
 from labelled digits: each label c gets a caption drawn from TEMPLATES, e.g.
 
     "a handwritten seven", "the digit 7", "seven", "a picture of the number 7", ...
+
+Image-text pairs for the multimodal models (gen_jax.paradigms.lmm, any2any): besides its
+captions, each image gets QUESTIONS whose answers follow from its label alone, never
+from a model:
+
+    "what digit is this?" -> "seven"       "is it even?" -> "no"
+    "is it bigger than five?" -> "yes"     "what is it plus two?" -> "nine"
+
+(`answer(label, kind)`; "plus two" of 8 and 9 is "ten" and "eleven").
 
 Pure Python and numpy (no TFDS, no grain), so paradigms may import it.
 
@@ -46,6 +55,47 @@ TEMPLATES = (
 PAD = "<pad>"
 LEVELS = ("word", "char")
 
+# Questions about a digit c: kind -> the question; `answer(c, kind)` gives its answer.
+QUESTIONS = {
+    "digit": "what digit is this?",
+    "even": "is it even?",
+    "bigger_than_five": "is it bigger than five?",
+    "plus_two": "what is it plus two?",
+}
+QA_KINDS = tuple(QUESTIONS)
+ANSWER_WORDS = NUMBER_WORDS + ("ten", "eleven")
+
+
+def answer(label: int, kind: str) -> str:
+  """The answer to QUESTIONS[kind] about digit `label` (0..9), from the label alone."""
+  label = int(label)
+  if not 0 <= label < NUM_DIGITS:
+    raise ValueError(f"label {label} is not a digit 0..9")
+  if kind == "digit":
+    return NUMBER_WORDS[label]
+  if kind == "even":
+    return "yes" if label % 2 == 0 else "no"
+  if kind == "bigger_than_five":
+    return "yes" if label > 5 else "no"
+  if kind == "plus_two":
+    return ANSWER_WORDS[label + 2]
+  raise UserError(f"question kind {kind!r} is not one of {', '.join(QA_KINDS)}.")
+
+
+def answers(kind: str) -> tuple:
+  """The distinct answers of QUESTIONS[kind] over the ten digits, sorted."""
+  return tuple(sorted({answer(c, kind) for c in range(NUM_DIGITS)}))
+
+
+def chance_accuracy(kind: str, label_counts=None) -> float:
+  """Accuracy of the best answer given without looking at the image: the most frequent
+  answer's share of the digits, weighted by `label_counts` (uniform without)."""
+  counts = np.ones(NUM_DIGITS) if label_counts is None else np.asarray(label_counts, float)
+  share = {}
+  for c in range(NUM_DIGITS):
+    share[answer(c, kind)] = share.get(answer(c, kind), 0.0) + counts[c]
+  return max(share.values()) / counts.sum()
+
 
 def caption(label: int, template: int) -> str:
   """The caption of digit `label` (0..9) written with TEMPLATES[template]."""
@@ -53,8 +103,8 @@ def caption(label: int, template: int) -> str:
 
 
 def normalize(text: str) -> str:
-  """Lower case, white space collapsed to single spaces, stripped."""
-  return re.sub(r"\s+", " ", text.lower()).strip()
+  """Lower case, "?" a word of its own, white space collapsed to single spaces, stripped."""
+  return re.sub(r"\s+", " ", text.lower().replace("?", " ? ")).strip()
 
 
 def split(text: str, level: str) -> list[str]:
@@ -90,7 +140,7 @@ class CaptionVocab:
     what = "words" if self.level == "word" else "characters"
     if unknown:
       raise UserError(
-          f"Prompt {text!r} has {what} outside the text2image vocabulary: "
+          f"Prompt {text!r} has {what} outside the model's vocabulary: "
           f"{', '.join(repr(u) for u in unknown)}. Allowed {what}: "
           f"{', '.join(repr(t) for t in self.tokens[1:])} (e.g. {caption(3, 0)!r}).")
     if len(pieces) > self.max_len:
@@ -107,13 +157,19 @@ class CaptionVocab:
     return (" " if self.level == "word" else "").join(pieces)
 
 
-def make_vocab(level: str = "word", max_len: int = 0) -> CaptionVocab:
-  """The vocabulary of all template captions of all digits; max_len 0 = the longest caption."""
+def qa_texts() -> list:
+  """Every question and every answer (the texts beside the captions in image-text pairs)."""
+  return [*QUESTIONS.values(), *(answer(c, k) for k in QA_KINDS for c in range(NUM_DIGITS))]
+
+
+def make_vocab(level: str = "word", max_len: int = 0, questions: bool = False) -> CaptionVocab:
+  """The vocabulary of all template captions of all digits (and with `questions`, of every
+  question and answer too); max_len 0 = the longest caption or question."""
   captions = [caption(c, t) for c in range(NUM_DIGITS) for t in range(len(TEMPLATES))]
-  pieces = [split(text, level) for text in captions]
+  pieces = [split(text, level) for text in captions + (qa_texts() if questions else [])]
   longest = max(len(p) for p in pieces)
   if max_len and max_len < longest:
-    raise UserError(f"model.caption_len={max_len} is shorter than the longest template caption "
+    raise UserError(f"model.caption_len={max_len} is shorter than the longest template text "
                     f"({longest} {level}s); raise it or set 0 (= {longest}).")
   tokens = (PAD, *sorted({t for p in pieces for t in p}))
   return CaptionVocab(level=level, tokens=tokens, max_len=max_len or longest)
