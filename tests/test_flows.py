@@ -11,6 +11,7 @@ import pytest
 
 from gen_jax.losses import nll as nll_lib
 from gen_jax.nets import flows
+from tests.jaxpr_util import eqns
 
 
 def perturb(params, seed, scale=0.1):
@@ -315,22 +316,12 @@ def test_bfloat16_flow_log_det_is_float32_and_close_to_float32(name):
   with policy.active():
     jaxpr = jax.make_jaxpr(lambda p: module.apply({"params": p}, x))(
         policy.cast_to_compute(params)).jaxpr
-  eqns = list(_eqns(jaxpr))
-  sums = [e for e in eqns if e.primitive.name == "reduce_sum"]
+  found = list(eqns(jaxpr))
+  sums = [e for e in found if e.primitive.name == "reduce_sum"]
   assert sums and all(v.aval.dtype == jnp.float32 for e in sums for v in e.invars)
-  convs = [e for e in eqns if e.primitive.name in ("conv_general_dilated", "dot_general")
+  convs = [e for e in found if e.primitive.name in ("conv_general_dilated", "dot_general")
            and any(v.aval.dtype == jnp.bfloat16 for v in e.invars)]
   assert convs          # the conditioners really ran in bfloat16
-
-
-def _eqns(jaxpr):
-  for eqn in jaxpr.eqns:
-    yield eqn
-    for value in eqn.params.values():
-      for sub in (value if isinstance(value, (tuple, list)) else (value,)):
-        inner = getattr(sub, "jaxpr", sub)
-        if hasattr(inner, "eqns"):
-          yield from _eqns(inner)
 
 
 @pytest.mark.parametrize("name,remat", [("glow_digits", "blocks"),

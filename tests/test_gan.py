@@ -12,6 +12,7 @@ from gen_jax.errors import UserError
 from gen_jax.losses import adversarial as adv
 from gen_jax.nets import gan as nets
 from gen_jax.paradigms import cgan, gan
+from tests.jaxpr_util import eqns
 
 DIGITS = DatasetInfo(name='digits', kind='image', shape=(8, 8, 1), num_levels=17, num_classes=10)
 MNIST = DatasetInfo(name='mnist_idx', kind='image', shape=(28, 28, 1), num_levels=256, num_classes=10)
@@ -230,18 +231,10 @@ def test_bfloat16_policy_runs_both_players_in_bfloat16_with_float32_sigma_and_lo
     value32 = jax.jit(loss_fn)(params, batch, jax.random.key(1))[0]
     assert value.dtype == jnp.float32
     np.testing.assert_allclose(value, value32, rtol=2e-2, atol=1e-3, err_msg=player)
-    eqns = list(_eqns(jax.make_jaxpr(loss)(params).jaxpr))
-    convs = [e for e in eqns if e.primitive.name == 'conv_general_dilated']
+    found = list(eqns(jax.make_jaxpr(loss)(params).jaxpr))
+    convs = [e for e in found if e.primitive.name == 'conv_general_dilated']
     assert convs and all(v.aval.dtype == jnp.bfloat16 for e in convs for v in e.invars), player
-    sums = [e for e in eqns if e.primitive.name in ('reduce_sum', 'sqrt')]
+    sums = [e for e in found if e.primitive.name in ('reduce_sum', 'sqrt')]
     assert sums and all(v.aval.dtype == jnp.float32 for e in sums for v in e.invars), player
 
 
-def _eqns(jaxpr):
-  for eqn in jaxpr.eqns:
-    yield eqn
-    for value in eqn.params.values():
-      for sub in (value if isinstance(value, (tuple, list)) else (value,)):
-        inner = getattr(sub, 'jaxpr', sub)
-        if hasattr(inner, 'eqns'):
-          yield from _eqns(inner)

@@ -12,6 +12,7 @@ from gen_jax.data.info import DatasetInfo
 from gen_jax.errors import UserError
 from gen_jax.train import build as build_lib
 from gen_jax.train import loop
+from tests.jaxpr_util import eqns
 
 DIGITS = DatasetInfo("digits", "image", (8, 8, 1), num_levels=17, num_classes=10)
 TEXT = DatasetInfo("text_file", "text", (17,), vocab="abcdefghij\n")
@@ -42,17 +43,6 @@ def batch_for(info, seed=0):
     return {"tokens": tokens.astype(np.int32)}
   return {"image": rng.integers(0, info.num_levels, (8, *info.shape)).astype(np.uint8),
           "label": rng.integers(0, 10, (8,)).astype(np.int32)}
-
-
-def eqns(jaxpr):
-  """Every equation of a jaxpr, those of its sub-jaxprs (jit, custom_vjp, remat) included."""
-  for eqn in jaxpr.eqns:
-    yield eqn
-    for value in eqn.params.values():
-      for sub in (value if isinstance(value, (tuple, list)) else (value,)):
-        inner = getattr(sub, "jaxpr", sub)
-        if hasattr(inner, "eqns"):
-          yield from eqns(inner)
 
 
 def traced_loss(name):
