@@ -196,3 +196,26 @@ def test_configs_build():
                     ('flow_matching', c_fm)):   # the 28x28 samplers and fields are valid
     importlib.import_module(f'gen_jax.paradigms.{name}').make(mod.get_config('mnist_idx').model,
                                                               mnist)
+
+
+def test_ddpm_dpm_solver_pp_sampler_recovers_gaussian_data_from_the_exact_model():
+  """ddpm's sampler='dpm_solver_pp' driven by the exact eps of N(mu, s^2 I) data (the network
+  swapped for it, at the fractional step n the VP -> EDM bridge asks for): 10 NFE give the
+  data's mean and standard deviation."""
+  mu, s = jnp.array([0.3, -0.2]), 0.4
+  spec = ddpm.make_spec(_model_config(sampler='dpm_solver_pp', clip_denoised=False), POINTS)
+  schedule = sm.get_discrete_schedule('linear', 1000)
+  log_sigmas = 0.5 * jnp.log(schedule.one_minus_alpha_bars / schedule.alpha_bars)
+
+  def exact_eps(x, n):                  # x_n = alpha x_0 + sigma eps, x_0 ~ N(mu, s^2)
+    sigma_ve = jnp.exp(jnp.interp(n, jnp.arange(1000.0), log_sigmas))[:, None]
+    alpha = jax.lax.rsqrt(1.0 + sigma_ve ** 2)
+    sigma = alpha * sigma_ve
+    return sigma * (x - alpha * mu) / (alpha ** 2 * s ** 2 + sigma ** 2)
+
+  x, info = spec.sample(exact_eps, jax.random.key(0), (4000, 2), 10, False)
+  assert info['nfe'] == 10 and spec.default_num_steps == 10
+  np.testing.assert_allclose(x.mean(0), mu, atol=0.03)
+  np.testing.assert_allclose(x.std(0), s, rtol=0.05)
+  with pytest.raises(Exception, match="dpm_solver_pp"):
+    ddpm.make_spec(_model_config(sampler='dpm'), POINTS)

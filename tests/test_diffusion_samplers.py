@@ -170,6 +170,59 @@ def test_flow_matching_sampler_recovers_gaussian(method, steps):
   assert_gaussian(x, bias=0.03)
 
 
+# ------------------------------------------------------------ DPM-Solver++ (2M)
+
+def _pf_ode_exact(x_T, sigma_min, sigma_max):
+  """The exact probability-flow ODE map of N(MU, SIGMA) data from sigma_max to sigma_min:
+  x(sigma) = MU + (SIGMA + sigma^2 I)^{1/2} (SIGMA + sigma_max^2 I)^{-1/2} (x_T - MU)
+  (the ODE dx/dsigma = (x - D(x; sigma)) / sigma = sigma (SIGMA + sigma^2 I)^{-1} (x - MU))."""
+  w, v = np.linalg.eigh(np.asarray(SIGMA, np.float64))
+  scale = v @ np.diag(np.sqrt((w + sigma_min ** 2) / (w + sigma_max ** 2))) @ v.T
+  return np.asarray(MU) + (np.asarray(x_T, np.float64) - np.asarray(MU)) @ scale.T
+
+
+def test_dpm_solver_pp_sigmas_are_logsnr_uniform():
+  s = np.asarray(ds.dpm_solver_pp_sigmas(4, 0.002, 80.0), np.float64)
+  np.testing.assert_allclose(s[[0, -1]], [80.0, 0.002], rtol=1e-6)
+  np.testing.assert_allclose(np.diff(-np.log(s)), np.log(80 / 0.002) / 4, rtol=1e-5)
+
+
+def test_dpm_solver_pp_one_step_is_ddim():
+  """M = 1 is one first-order step: DDIM's x' = D + sigma' (x - D) / sigma (eq. 12, eta 0)."""
+  x_T = 3.0 * jax.random.normal(jax.random.key(2), (8, 2))
+  x, info = ds.dpm_solver_pp_2m(edm_denoise, x_T, 1, sigma_min=0.5, sigma_max=3.0)
+  d = edm_denoise(x_T, jnp.full((8,), 3.0))
+  np.testing.assert_allclose(x, d + 0.5 * (x_T - d) / 3.0, rtol=1e-5, atol=1e-6)
+  assert info['nfe'] == 1
+
+
+def _dpm_errors(steps, **kw):
+  """Max |x - exact| of dpm_solver_pp_2m on Gaussian data, for each M in `steps`."""
+  smin, smax = 0.002, 80.0
+  x_T = smax * jax.random.normal(jax.random.key(3), (256, 2))
+  exact = _pf_ode_exact(x_T, smin, smax)
+  errors = []
+  for m in steps:
+    x, info = ds.dpm_solver_pp_2m(edm_denoise, x_T, m, smin, smax, return_trajectory=True, **kw)
+    assert info['nfe'] == m and info['trajectory'].shape == (m + 1, 256, 2)
+    errors.append(np.abs(np.asarray(x, np.float64) - exact).max())
+  return errors
+
+
+def test_dpm_solver_pp_2m_converges_at_second_order_to_the_exact_ode_map():
+  """Against the exact PF-ODE map of Gaussian data: doubling the steps cuts the error ~4x
+  (second order; from M = 20 on: 3.7x, 3.9x, 4.0x in float64)."""
+  errors = _dpm_errors((20, 40, 80), lower_order_final=False)
+  assert errors[0] / errors[1] > 3.5 and errors[1] / errors[2] > 3.5, errors
+  assert errors[2] < 5e-3, errors
+
+
+def test_dpm_solver_pp_2m_recovers_gaussian_in_ten_steps():
+  x, info = jax.jit(lambda z: ds.dpm_solver_pp_2m(edm_denoise, z, 10))(_noise(7, scale=80.0))
+  assert info['nfe'] == 10
+  assert_gaussian(x, bias=0.03)
+
+
 def test_trajectory_shapes_and_endpoints():
   z = _noise()[:16]
   x, info = ds.flow_sampler(fm_velocity, z, 5, 'heun', return_trajectory=True)

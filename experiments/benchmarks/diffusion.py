@@ -10,10 +10,10 @@ r"""Diffusion suite: training, likelihoods and the NFE -> quality curve of the d
   loop's final evaluation on --max_eval images (DDPM: the full T-term variational bound; the
   others: the ODE likelihood of dequantised data, Hutchinson trace, diffrax Tsit5; all bounds
   on log P of the levels), FD of --num_samples samples, times, a grid `<p>_<dataset>.png`.
-* nfe: ONE trained DDPM (--workdir, else the paradigms part's ddpm) sampled five ways:
+* nfe: ONE trained DDPM (--workdir, else the paradigms part's ddpm) sampled six ways:
   1000-step ancestral (the reference); DDIM, deterministic and stochastic; EDM's Heun sampler,
-  deterministic and with churn, on the same network through the VP -> EDM change of variables
-  (`gen_jax.samplers.diffusion.edm_denoiser_from_discrete`); at the NFE of --nfes, each once a
+  deterministic and with churn, and DPM-Solver++(2M), on the same network through the VP -> EDM
+  change of variables (`gen_jax.samplers.diffusion.edm_denoiser_from_discrete`); at the NFE of --nfes, each once a
   --seeds seed: FD of --num_samples samples, a grid each, the curve and each sampler's ratio to
   the 1000-step FD (`gen_jax.eval.nfe`: rows.jsonl, summary.json, table.md).
 """
@@ -42,7 +42,7 @@ PARADIGMS = ('ddpm', 'score_sde', 'edm', 'flow_matching')
 # S_tmax 50, S_noise 1.003; S_churn = 40 caps gamma at sqrt(2) - 1 for N <= 97).
 DDIM_VARIANTS = {'ddim': (0.0, 'uniform'), 'ddim_eta0.5_quad': (0.5, 'quadratic')}
 EDM_VARIANTS = {'edm_heun': {}, 'edm_heun_churn': dict(s_churn=40.0, s_tmin=0.05, s_tmax=50.0, s_noise=1.003)}
-SAMPLERS = (*DDIM_VARIANTS, *EDM_VARIANTS)
+SAMPLERS = (*DDIM_VARIANTS, *EDM_VARIANTS, 'dpm_solver_pp')
 
 
 def _config(paradigm, dataset):
@@ -93,6 +93,11 @@ def nfe_part(args, out) -> dict:
           denoise, (n, *info.shape), k, s, sigma_min=sigma_min, sigma_max=80.0, **churn)[0],
           static_argnums=1)
       by_nfe.append((name, 2 * steps - 1, lambda k, n, f=heun: jnp.clip((f(k, n) + 1) / 2, 0, 1)))
+  dpm_model = model.copy_and_resolve_references()
+  dpm_model.sampler = 'dpm_solver_pp'
+  dpm = ddpm.make(dpm_model, info)
+  by_nfe += [('dpm_solver_pp', steps, lambda k, n, s=steps: dpm.sample(params, k, n, num_steps=s))
+             for steps in nfes]
   rows = nfe.compare(by_nfe, reference, args.num_samples, seeds, out, log=args.log)
   summary = nfe.summarize(rows, SAMPLERS)
   args.log(json.dumps(summary))

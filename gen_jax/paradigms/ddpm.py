@@ -33,7 +33,8 @@ class Fields(common.DiffusionFields):
   num_diffusion_steps: int = 1000   # T
   schedule: str = 'linear'          # linear | cosine
   prediction: str = 'eps'           # eps | x0 | v
-  sampler: str = 'ancestral'        # ancestral (T steps) | ddim (num_steps, eta; default 50)
+  sampler: str = 'ancestral'        # ancestral (T steps) | ddim (num_steps, eta; default 50) |
+                                    # dpm_solver_pp (DPM-Solver++(2M), num_steps; default 10)
   eta: float = 0.0                  # DDIM: 0 deterministic, 1 = ancestral with beta_tilde
   ddim_spacing: str = 'uniform'     # DDIM steps: uniform | quadratic (more at low noise)
   variance: str = 'beta'            # reverse-process variance: beta | beta_tilde
@@ -41,6 +42,10 @@ class Fields(common.DiffusionFields):
   vlb_num_steps: int = 0            # VLB terms in log_likelihood: 0 = all T; K = L_0 and L_T
                                     # exactly + an unbiased estimate of the T-1 KL terms from
                                     # K stratified steps
+
+
+SAMPLERS = ('ancestral', 'ddim', 'dpm_solver_pp')
+DEFAULT_NUM_STEPS = {'ddim': 50, 'dpm_solver_pp': 10}
 
 
 def make_spec(model_config, info) -> common.DiffusionSpec:
@@ -51,8 +56,8 @@ def make_spec(model_config, info) -> common.DiffusionSpec:
   if prediction not in sm.PREDICTIONS:
     raise UserError(f"ddpm: unknown model.prediction {prediction!r}; use one of {sm.PREDICTIONS}.")
   sampler = f.sampler
-  if sampler not in ('ancestral', 'ddim'):
-    raise UserError(f"ddpm: unknown model.sampler {sampler!r}; use 'ancestral' or 'ddim'.")
+  if sampler not in SAMPLERS:
+    raise UserError(f"ddpm: unknown model.sampler {sampler!r}; use one of {', '.join(SAMPLERS)}.")
   eta = float(f.eta)
   spacing = f.ddim_spacing
   if spacing not in samplers.DDIM_SPACINGS:
@@ -88,6 +93,14 @@ def make_spec(model_config, info) -> common.DiffusionSpec:
       return predictions(model(x, n), x, n)[0]
     return fn
 
+  def dpm_solver_pp(model, x_T, num_steps, return_trajectory):
+    """DPM-Solver++(2M) on the VP model through its EDM denoiser: x_T ~ N(0, I) is the EDM
+    state sqrt(1 + sigma_max^2) x_T at sigma_max = sigma_{T-1}; returns the state at sigma_0."""
+    x0_fn = lambda x, n, alpha, sigma: sm.to_eps_x0(prediction, model(x, n), x, alpha, sigma)[1]
+    denoise, sigma_min, sigma_max = samplers.edm_denoiser_from_discrete(x0_fn, schedule, clip)
+    return samplers.dpm_solver_pp_2m(denoise, (1.0 + sigma_max ** 2) ** 0.5 * x_T, num_steps,
+                                     sigma_min, sigma_max, return_trajectory=return_trajectory)
+
   def sample(model, rng, shape, num_steps, return_trajectory):
     noise_key, key = jax.random.split(rng)
     x_T = jax.random.normal(noise_key, shape)
@@ -97,6 +110,8 @@ def make_spec(model_config, info) -> common.DiffusionSpec:
                          f"num_steps={num_steps}; set --config.model.sampler=ddim for fewer.")
       return samplers.ddpm_ancestral(eps_fn(model), schedule, x_T, key, variance, clip,
                                      return_trajectory)
+    if sampler == 'dpm_solver_pp':
+      return dpm_solver_pp(model, x_T, num_steps, return_trajectory)
     return samplers.ddim(eps_fn(model), schedule, x_T, key, num_steps, eta, clip,
                          return_trajectory, spacing)
 
@@ -126,7 +141,7 @@ def make_spec(model_config, info) -> common.DiffusionSpec:
   return common.DiffusionSpec(
       time_input=time_input, loss=loss, sample=sample, log_likelihood=log_likelihood,
       likelihood_kind='discrete', likelihood_is_exact=False,
-      default_num_steps=num_T if sampler == 'ancestral' else 50)
+      default_num_steps=DEFAULT_NUM_STEPS.get(sampler, num_T))
 
 
 def make(model_config, info) -> Paradigm:

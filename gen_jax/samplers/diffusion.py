@@ -14,6 +14,7 @@ Papers:
     ODE: Song et al. 2021, arXiv:2011.13456, eq. 6, 13, Algorithms 2-5.
   * EDM sampler (Heun, rho-schedule, churn): Karras et al. 2022, arXiv:2206.00364,
     Algorithm 2, eq. 5.
+  * DPM-Solver++ (2M): Lu et al. 2022, arXiv:2211.01095, Algorithm 2, logSNR-uniform steps.
   * Flow matching / rectified flow ODE: Lipman et al. arXiv:2210.02747, Liu et al.
     arXiv:2209.03003.
   * Classifier-free guidance: Ho & Salimans 2022, arXiv:2207.12598.
@@ -43,13 +44,14 @@ def _full(x, value, dtype=jnp.float32):
 
 
 def _scan(step, x, xs, return_trajectory):
-  """Runs `step(x, xs_i) -> x` over xs; returns (x, trajectory or None)."""
+  """Runs `step(x, xs_i) -> x` over xs (x an array or a tuple of them); returns
+  (x, trajectory or None)."""
   def body(carry, inp):
     new = step(carry, inp)
     return new, (new if return_trajectory else None)
   x_final, traj = jax.lax.scan(body, x, xs)
   if return_trajectory:
-    traj = jnp.concatenate([x[None], traj], axis=0)
+    traj = jax.tree.map(lambda first, rest: jnp.concatenate([first[None], rest], axis=0), x, traj)
   return x_final, traj
 
 
@@ -343,6 +345,54 @@ def edm_sampler(denoise_fn: Callable, shape, rng, num_steps: int = 18,
   if traj is not None:
     traj = jnp.concatenate([traj, x[None]], 0)
   return x, _info((2 * n - 1) if heun else n, traj)
+
+
+def dpm_solver_pp_sigmas(num_steps: int, sigma_min: float, sigma_max: float):
+  r"""The M + 1 noise levels of DPM-Solver++'s logSNR-uniform steps: lambda = -log sigma
+  (the half log-SNR of x = x_0 + sigma eps) evenly spaced from -log sigma_max to
+  -log sigma_min (Lu et al. 2022, arXiv:2211.01095, Sec. 3.3 and App. D). Returns [M + 1]."""
+  lam = np.linspace(-math.log(sigma_max), -math.log(sigma_min), num_steps + 1)
+  return jnp.asarray(np.exp(-lam), jnp.float32)
+
+
+def dpm_solver_pp_2m(denoise_fn: Callable, x_T, num_steps: int = 10,
+                     sigma_min: float = 0.002, sigma_max: float = 80.0,
+                     lower_order_final: bool = True, return_trajectory: bool = False):
+  r"""DPM-Solver++(2M) (Lu et al. 2022, arXiv:2211.01095, Algorithm 2) on the probability-flow
+  ODE of x = x_0 + sigma eps, with the data prediction D(x; sigma) (an EDM denoiser; a VP
+  model's through `edm_denoiser_from_discrete`: the solver is the same in either
+  parametrisation, x_vp = x / sqrt(1 + sigma^2)).
+
+  With lambda = -log sigma, h_i = lambda_i - lambda_{i-1} and r_i = h_{i-1} / h_i:
+      x_1 = (sigma_1 / sigma_0) x_0 - (e^{-h_1} - 1) D_0                     (DDIM's step)
+      x_i = (sigma_i / sigma_{i-1}) x_{i-1} - (e^{-h_i} - 1) [(1 + 1/(2 r_i)) D_{i-1}
+                                                            - 1/(2 r_i) D_{i-2}],
+  D_j = D(x_j; sigma_j), one evaluation a step (NFE = M), sigma_i logSNR-uniform from sigma_max
+  to sigma_min (`dpm_solver_pp_sigmas`), from x_0 = x_T (noise at sigma_max: sigma_max z).
+  Deterministic given x_T. With `lower_order_final` the last
+  step is first order when M < 15, as the paper's code does for few steps (its stability).
+  Returns x at sigma_min (not denoised further)."""
+  sigmas = dpm_solver_pp_sigmas(num_steps, sigma_min, sigma_max)
+  lam = -jnp.log(sigmas)
+  first_order_last = lower_order_final and num_steps < 15
+
+  def step(carry, inp):
+    x, d_prev = carry                                 # x_{i}, D_{i-1}
+    i, sigma, sigma_next, h, h_prev = inp
+    d = denoise_fn(x, _full(x, sigma))
+    r = h_prev / h
+    second = jnp.where(i == 0, 0.0, 1.0)
+    if first_order_last:
+      second = jnp.where(i == num_steps - 1, 0.0, second)
+    d_hat = d + second * (d - d_prev) / (2.0 * r)     # (1 + 1/2r) D_{i-1} - 1/2r D_{i-2}
+    x_next = (sigma_next / sigma) * x - jnp.expm1(-h) * d_hat
+    return x_next, d
+
+  h = lam[1:] - lam[:-1]
+  h_prev = jnp.concatenate([h[:1], h[:-1]])
+  inputs = (jnp.arange(num_steps), sigmas[:-1], sigmas[1:], h, h_prev)
+  (x, _), traj = _scan(step, (x_T, jnp.zeros_like(x_T)), inputs, return_trajectory)
+  return x, _info(num_steps, None if traj is None else traj[0])
 
 
 def edm_denoiser_from_discrete(x0_fn: Callable, schedule: DiscreteSchedule, clip: bool = True):
