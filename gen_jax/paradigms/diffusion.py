@@ -4,10 +4,10 @@ This is the public module to extend the family from. Each paradigm supplies only
 mathematics as a `DiffusionSpec` -- how the network's time input is made, its per-example
 loss, its sampler and its likelihood -- written against a *model closure*
 ``model(x, t) -> raw network output`` in which the parameters and labels are bound. This
-module owns everything else: the network (U-Net for images, ScoreMLP for points), the map
-between the data and the model space, label dropout and classifier-free guidance, the
-`sample` options of `gen_jax.paradigms.base`, trajectories, and turning a density into a
-likelihood on the data's own levels (uniform dequantisation).
+module owns everything else: the network (`net`: U-Net or DiT for images; ScoreMLP for
+points), the map between the data and the model space, label dropout and classifier-free
+guidance, the `sample` options of `gen_jax.paradigms.base`, trajectories, and turning a
+density into a likelihood on the data's own levels (uniform dequantisation).
 
 Model space: images with L levels are mapped k -> 2k/(L-1) - 1 in [-1, 1] and back
 to [0, 1] by (x + 1) / 2; points are used as they are.
@@ -70,6 +70,7 @@ import jax.numpy as jnp
 
 from gen_jax.errors import UserError
 from gen_jax.losses.nll import bits_per_dim
+from gen_jax.nets.dit import DiT
 from gen_jax.nets.unet import ScoreMLP, UNet
 from gen_jax.paradigms.base import Paradigm, parse_model_config
 from gen_jax.samplers.diffusion import classifier_free_guidance
@@ -87,6 +88,12 @@ class DiffusionFields:
   attn_resolutions: tuple[int, ...] = ()      # resolutions (H) with self-attention
   dropout: float = 0.0
   groups: int = 8                             # GroupNorm groups
+  # the image network: unet | dit (Peebles & Xie 2023; gen_jax.nets.dit)
+  net: str = 'unet'
+  patch_size: int = 2                         # DiT: p x p patches
+  dit_width: int = 128                        # DiT: token width
+  dit_depth: int = 4                          # DiT: blocks
+  dit_heads: int = 4                          # DiT: attention heads
   # ScoreMLP (points)
   hidden: int = 128
   num_layers: int = 3                         # residual layers
@@ -102,6 +109,8 @@ class DiffusionFields:
 UNET_FIELDS = ('channels', 'channel_mult', 'num_res_blocks', 'attn_resolutions', 'dropout',
                'groups')
 MLP_FIELDS = ('hidden', 'num_layers')
+DIT_FIELDS = ('net', 'patch_size', 'dit_width', 'dit_depth', 'dit_heads', 'dropout')
+NETS = ('unet', 'dit')
 GUIDANCE_FIELDS = ('conditional', 'label_dropout', 'guidance')
 
 
@@ -150,10 +159,15 @@ def build_net(model_config, info, paradigm: str):
     raise UserError(f"{paradigm}: model.conditional=True needs labelled data, but "
                      f"{info.name!r} has no classes. Set --config.model.conditional=False.")
   num_classes = int(info.num_classes) if conditional else 0
+  if f.net not in NETS:
+    raise UserError(f"{paradigm}: model.net={f.net!r} is not a network; use one of {', '.join(NETS)}.")
   if info.kind == 'image':
     if len(info.shape) != 3:
       raise UserError(f"{paradigm}: images must be [H, W, C]; {info.name!r} has shape "
                        f"{info.shape}.")
+    if f.net == 'dit':
+      return DiT(patch_size=int(f.patch_size), width=int(f.dit_width), depth=int(f.dit_depth),
+                 num_heads=int(f.dit_heads), dropout=float(f.dropout), num_classes=num_classes)
     mult = tuple(f.channel_mult)
     factor = 2 ** (len(mult) - 1)
     h, w, _ = info.shape
