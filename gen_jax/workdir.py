@@ -21,7 +21,9 @@ the fingerprint in `stage1.json` so that a retrained stage 1 is never mixed in.
 `config.synthetic_like` (`gen_jax.data.synthetic`, `train_batches`), to measure a step's speed
 without the data: such a run has no test split, so its periodic evaluation is skipped and
 `evaluate` refuses it. `config.profile_steps = "N,M"` writes a `jax.profiler` trace of steps
-N..M under `tensorboard/plugins/profile/` (`gen_jax.train.profile`).
+N..M under `tensorboard/plugins/profile/` (`gen_jax.train.profile`). `config.init_from = FILE`
+starts a new run's params and EMA from a parameter file of `python -m experiments.export`
+(`initial_state`); a resumed run continues from its checkpoint, not the file.
 
 Layers: this module sits above `gen_jax.train` (the step and its hooks) and
 `gen_jax.eval` (evaluators); nothing in the library below imports it.
@@ -50,6 +52,7 @@ from gen_jax.eval import sampling
 from gen_jax.train import build as build_lib
 from gen_jax.train import checkpoint as ckpt_lib
 from gen_jax.train import loop
+from gen_jax.train import params_file
 from gen_jax.train import profile as profile_lib
 from gen_jax.train import sharding as shard_lib
 from gen_jax.train.metrics import MetricWriter, read_metrics
@@ -69,7 +72,7 @@ RELAUNCH_FIELDS = ("mesh", "log_every_steps", "eval_every_steps", "checkpoint_ev
 ADDED_FIELDS = {"model.ddim_spacing": "uniform", "model.split_prior": "standard",
                 "model.res_blocks": 0, "compute_dtype": "float32", "param_dtype": "float32",
                 "remat": "none", "grad_accum_steps": 1, "profile_steps": "",
-                "model.attention_impl": "xla"}
+                "model.attention_impl": "xla", "init_from": ""}
 
 # Fields that matter only while another field holds a value: {field: (other, value)}. They are
 # left out of the comparison of two configs in neither of which `other` holds `value`, so a
@@ -292,7 +295,8 @@ def _params_digest(params) -> str:
   return digest.hexdigest()
 
 
-def _checkpoint_steps(workdir: str) -> list[int]:
+def checkpoint_steps(workdir: str) -> list[int]:
+  """The steps of the checkpoints a workdir holds, ascending (intact or not)."""
   path = os.path.join(workdir, "checkpoints")
   if not os.path.isdir(path):
     return []
@@ -337,7 +341,7 @@ def load_stage1(workdir: str, step: Optional[int] = None, expect=None) -> Stage1
         f"first: `{_train_command(workdir, expect)}`, or point --config.stage1.workdir at one.")
   saved = load_config(workdir)
   check_expected(saved, expect, workdir)
-  steps = _checkpoint_steps(workdir)
+  steps = checkpoint_steps(workdir)
   want = int(step or 0) or int(saved.num_train_steps)
   if want not in steps:
     newest = f"its newest checkpoint is step {steps[-1]}" if steps else "it has no checkpoint yet"
@@ -480,6 +484,26 @@ class WorkdirLock:
       self._file.close()          # closing releases the lock
 
 
+def initial_state(run, first_batch) -> TrainState:
+  """The state a new run (no checkpoint yet) starts from.
+
+  Without `config.init_from`: the paradigm's init on `first_batch()` (a zero-argument callable
+  giving the first batch, laid out on the mesh). With `config.init_from=FILE` (a safetensors
+  or npz file of `python -m experiments.export`): the params, and the EMA, are that file's
+  arrays, cast to the run's param_dtype, and the optimizer state is fresh; a file whose
+  names or shapes do not fit the model is refused in one UserError naming them
+  (`gen_jax.train.params_file.unflatten_like`). A run that resumes from its checkpoint never
+  calls this, so the file is read only at step 0 and may be gone later.
+  """
+  path = run.config.get("init_from", "")
+  if not path:
+    return run.init_state(first_batch())
+  params = params_file.unflatten_like(params_file.read(path), run.abstract_state.params, path)
+  logging.info("init_from: the params%s start from %s; the optimizer starts fresh.",
+               " and EMA" if run.config.ema_decay > 0 else "", path)
+  return run.init_state_from(params)
+
+
 def _set_aside(path: str) -> str:
   """Renames `path` to `path.before_restart.<n>` (the first free n); returns the new name."""
   n = 1
@@ -562,7 +586,7 @@ def _train(run, workdir, record, paradigm, progress, restart, resume_changes, st
     train_iter = new_train_iter()      # a failed restore may have moved the old one
     # Data-dependent init (e.g. ActNorm) sees the first real batch, read from a
     # separate iterator so the saved one is not advanced.
-    state = run.init_state(run.put_batch(next(new_train_iter())))
+    state = initial_state(run, lambda: run.put_batch(next(new_train_iter())))
   else:
     logging.info("Resumed from step %d of %s.", start, workdir)
   # Only a config that built, found its data and matched its checkpoints is recorded: a

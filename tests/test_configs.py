@@ -78,7 +78,7 @@ def fields_class(config):
 
 # Fields of workdir.ADDED_FIELDS added after the digests were taken.
 ADDED_SINCE_DIGESTS = ("compute_dtype", "param_dtype", "remat", "grad_accum_steps",
-                       "profile_steps", "model.attention_impl")
+                       "profile_steps", "model.attention_impl", "init_from")
 
 
 def measured(config) -> dict:

@@ -63,6 +63,10 @@ def base_config(paradigm: str, dataset: str) -> ml_collections.ConfigDict:
   config.optimizer.per_player = ml_collections.ConfigDict()
 
   config.ema_decay = 0.0              # 0 = no EMA; samples use EMA params when > 0
+  # A parameter file (safetensors or npz, from `python -m experiments.export`) a new run's
+  # params and EMA start from, optimizer fresh; "" = the paradigm's init. A resumed run
+  # continues from its checkpoint (gen_jax.workdir.initial_state).
+  config.init_from = ""
   config.model = ml_collections.ConfigDict()
   return config
 

@@ -73,6 +73,15 @@ class Run:
                         self.policy)
     return jax.jit(init_fn, out_shardings=self.state_shardings)(self.keys["init"], example_batch)
 
+  def init_state_from(self, params) -> TrainState:
+    """The state of a new run whose params (and EMA) are `params` (arrays shaped and typed
+    like `abstract_state.params`, e.g. read by `gen_jax.train.params_file`), laid out on the
+    mesh, with the optimizer state fresh (initialised on them) and the step at 0."""
+    def init_fn(params):
+      return init_state(self.paradigm, self.optimizers, params, self.config.ema_decay,
+                        self.policy)
+    return jax.jit(init_fn, out_shardings=self.state_shardings)(params)
+
   def gather(self, params):
     """Inside jit: the whole parameters from their fsdp-split storage."""
     return shard_lib.gather_for_compute(params, self.mesh)
