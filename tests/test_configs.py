@@ -39,6 +39,7 @@ ARGS = {
     "gpt": ("shakespeare_small", "shakespeare", "text_file", "owt_124m"),
     "latent_diffusion": ("digits", "mnist_idx"), "maskgit": ("digits", "mnist_idx"),
     "vq_gpt": ("digits", "mnist_idx"), "text2image": ("digits", "mnist_idx"),
+    "any2any": ("digits", "mnist_idx"),
     "pixel_ar": ("digits", "mnist_idx"), "vae": ("digits", "mnist_idx", "mnist", "cifar10"),
     "vqvae": ("digits", "mnist_idx", "mnist", "cifar10"),
 }
@@ -56,6 +57,7 @@ DIGESTS = {
     "latent_diffusion": "9377601a632ac6a3", "maskgit": "82700b081dec8e00",
     "pixel_ar": "4724308df8b80370", "realnvp": "73f3dee80ed76bfd",
     "score_sde": "819667cb4ae66fe9", "text2image": "6afd65ef4a058a4a",
+    "any2any": "e4577872ad9e79f8",
     "vae": "ec96364e7c106fc2", "vq_gpt": "ed3e6c8f7d2d4691", "vqvae": "5331ad6d73e3a473",
 }
 
@@ -164,7 +166,7 @@ INFOS = {   # one config arg of each file and a dataset description it builds on
     "gpt": DatasetInfo("text_file", "text", (65,), vocab="abcd\n"),
     **{name: DatasetInfo("encoded", "codes", (4, 4), num_levels=17, num_classes=10,
                          num_codes=64, image_shape=(8, 8, 1), stage1=_STAGE1)
-       for name in ("vq_gpt", "maskgit", "text2image")},
+       for name in ("vq_gpt", "maskgit", "text2image", "any2any")},
     "latent_diffusion": DatasetInfo("encoded", "latents", (16,), num_levels=17, num_classes=10,
                                     image_shape=(8, 8, 1), stage1=_STAGE1,
                                     latent_mean=(0.0,) * 16, latent_std=(1.0,) * 16),

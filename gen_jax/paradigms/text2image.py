@@ -95,17 +95,42 @@ def caption_image_nll(logits, targets, caption_len: int, num_codes: int, text_we
       "text_nats_per_token": text_nats}
 
 
-def make(model_config, info) -> Paradigm:
-  """text2image over the codes of `info` (kind 'codes', digit labels); see the module docstring."""
-  check_codes_info(info, "text2image")
+def check_digit_codes_info(info, paradigm: str) -> None:
+  """UserError naming the fix unless `info` is a stage-1 VQ-VAE's codes of the ten digits
+  (shared by the paradigms that caption digits: text2image, any2any)."""
+  check_codes_info(info, paradigm)
   if info.num_classes != NUM_DIGITS:
-    raise UserError(f"text2image writes captions of the digits 0-9, so it needs 10 labels; "
+    raise UserError(f"{paradigm} writes captions of the digits 0-9, so it needs 10 labels; "
                      f"{info.name!r} has num_classes={info.num_classes}. Use a stage 1 trained "
                      "on digits or mnist_idx.")
+
+
+def draw_captions(rng, labels, table):
+  """A uniformly drawn template caption for each label: table [10, templates, L_c] -> int32 [B, L_c]."""
+  template = jax.random.randint(rng, labels.shape, 0, table.shape[1])
+  return table[labels, template]
+
+
+def prompt_captions(vocab: CaptionVocab, table, num: int, prompt: Optional[str] = None, label=None):
+  """The caption ids [num, L_c] a sampler conditions on: the tokenized `prompt` (a UserError names
+  words outside the vocabulary), or TEMPLATES[0] of `label`, or with neither that caption of
+  digit i mod 10 for sample i."""
+  if prompt is not None and label is not None:
+    raise UserError("Give either prompt or label, not both.")
+  if prompt is not None:
+    return jnp.broadcast_to(jnp.asarray(vocab.encode(prompt)), (num, table.shape[2]))
+  labels = (jnp.arange(num) % NUM_DIGITS if label is None
+            else jnp.broadcast_to(jnp.asarray(label, jnp.int32), (num,)))
+  return table[labels, 0]
+
+
+def make(model_config, info) -> Paradigm:
+  """text2image over the codes of `info` (kind 'codes', digit labels); see the module docstring."""
+  check_digit_codes_info(info, "text2image")
   fields = parse_model_config(Fields, model_config)
   vocab = caption_vocab(fields)
   table = jnp.asarray(caption_table(vocab))          # [10, templates, L_c]
-  num_templates, caption_len = table.shape[1:]
+  caption_len = table.shape[2]
   h, w = info.shape
   num_tokens, num_codes = h * w, int(info.num_codes)
   bos = num_codes + vocab.size
@@ -120,16 +145,11 @@ def make(model_config, info) -> Paradigm:
     b = caption_ids.shape[0]
     return jnp.concatenate([jnp.full((b, 1), bos, jnp.int32), num_codes + caption_ids], axis=1)
 
-  def draw_captions(rng, labels):
-    """A uniformly drawn template caption for each label: int32 [B, L_c]."""
-    template = jax.random.randint(rng, labels.shape, 0, num_templates)
-    return table[labels, template]
-
   def sequence(batch, rng):
     codes = jnp.asarray(batch["codes"], jnp.int32)
     chex.assert_shape(codes, (None, h, w))
     labels = jnp.asarray(batch["label"], jnp.int32)
-    return jnp.concatenate([prefix(draw_captions(rng, labels)),
+    return jnp.concatenate([prefix(draw_captions(rng, labels, table)),
                             codes.reshape(codes.shape[0], num_tokens)], axis=1)
 
   def init(rng, batch):
@@ -145,14 +165,7 @@ def make(model_config, info) -> Paradigm:
              temperature: Optional[float] = None, top_k: Optional[int] = None,
              top_p: Optional[float] = None):
     """Images [num, H, W, C] in [0, 1] for a prompt / label; see the module docstring."""
-    if prompt is not None and label is not None:
-      raise UserError("Give either prompt or label, not both.")
-    if prompt is not None:
-      caption_ids = jnp.broadcast_to(jnp.asarray(vocab.encode(prompt)), (num, caption_len))
-    else:
-      labels = (jnp.arange(num) % NUM_DIGITS if label is None
-                else jnp.broadcast_to(jnp.asarray(label, jnp.int32), (num,)))
-      caption_ids = table[labels, 0]
+    caption_ids = prompt_captions(vocab, table, num, prompt, label)
     tau = default_temperature if temperature is None else temperature
     s, _ = image_core.generate(params, prefix(caption_ids), rng, num_tokens, tau, top_k, top_p)
     return decode_images(s[:, 1 + caption_len:].reshape(num, h, w))
