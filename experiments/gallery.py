@@ -17,8 +17,11 @@ with the same root and budget only samples: nothing is retrained. The paradigms 
 `<out>/<family>.png`, each as a 10 x 10 grid of samples from its EMA parameters (class-
 conditional models cycle through the classes, one class per column). Text paradigms
 (`--text_config`, default nanoGPT's CPU recipe on Tiny Shakespeare, skipped when its text
-file is missing) are written as samples to `<out>/<name>.txt`. `<out>/index.md` lists every
-file with its paradigms, their training steps and the command.
+file is missing) are written as samples to `<out>/<name>.txt`. A paradigm that also reads
+images (its `sample` takes `question`: any2any, lmm) gets `<out>/<name>_questions.png` besides:
+test images, each with every question of gen_jax.data.captions.QUESTIONS asked and the answer
+it gave. `<out>/index.md` lists every file with its paradigms, their training steps and the
+command.
 """
 from __future__ import annotations
 
@@ -41,6 +44,7 @@ FAMILIES = {
     "diffusion": ("ddpm", "score_sde", "edm", "flow_matching"),
     "adversarial": ("gan", "cgan"),
     "hybrid": ("vq_gpt", "maskgit", "latent_diffusion", "text2image"),
+    "multimodal": ("any2any", "lmm"),
 }
 NUM_SAMPLES, NUM_COLUMNS = 100, 10
 # What a panel shows where it is not the model's own samples, written under its title.
@@ -129,9 +133,50 @@ def image_gallery(dataset, out, workdir_root, budgets, max_steps=0, only=None, s
       panels[f"{name} ({step:,} steps)"] = picture(samples)
       row.update(step=int(step), workdir=workdir, note=NOTES.get(name, ""), minutes=minutes)
       log(f"[gallery] {family}: {name} at step {step} from {workdir}")
+      if sampling.accepts(run.paradigm.sample, "question"):   # it reads images too: ask it
+        qa_file = f"{name}_questions.png"
+        questions_gallery(run, state, rng, os.path.join(out, qa_file), f"{name} ({step:,} steps)")
+        rows.append({**row, "file": qa_file, "note": "test images, the question asked and the answer given"})
     if panels:
       family_figure(panels, os.path.join(out, f"{family}.png"), f"{family.replace('_', ' ')} on {dataset}")
   return rows
+
+
+def answer_strings(run, said) -> list:
+  """What a paradigm's sample(..., question=q) returned -> one string an image: strings as they
+  are, text ids through its module's `text_of(model_config, ids)` (any2any)."""
+  if all(isinstance(a, str) for a in said):
+    return list(said)
+  import importlib
+  module = importlib.import_module(f"gen_jax.paradigms.{run.config.paradigm}")
+  return module.text_of(run.config.model, said)
+
+
+def questions_figure(images01, labels, answers: dict, path: str, title: str) -> None:
+  """Images (float [N, H, W, C] in [0, 1]), each titled with its label and every question of
+  `answers` ({question: [N] answers}) with the answer given, side by side, as a PNG."""
+  panels = {}
+  for i, (image, c) in enumerate(zip(np.asarray(images01), labels)):
+    big = np.repeat(np.repeat((np.clip(image, 0, 1) * 255).astype(np.uint8), 8, 0), 8, 1)
+    qa = "\n".join(f"{q} {said[i]}" for q, said in answers.items())
+    panels[f"label {c}\n{qa}"] = np.repeat(big, 3 // big.shape[-1], axis=-1)
+  tables.panels_figure(panels, path, title, size=(1.9, 2.9), dpi=110, fontsize=7)
+
+
+def questions_gallery(run, state, rng, path: str, title: str, num: int = 8) -> None:
+  """`path`: the first `num` test images of the run's image dataset with each of
+  gen_jax.data.captions.QUESTIONS asked (`sample(params, rng, num, image=levels, question=q)`)."""
+  from gen_jax.data import captions
+  from gen_jax.eval import classifier
+  stage1 = getattr(run.info, "stage1", None)
+  config = stage1.config if stage1 is not None else run.config     # the images' own run
+  images, labels, info = classifier.load_split(config.dataset, "test", config.data_dir,
+                                               config.manual_dir)
+  images, labels = images[:num], labels[:num]
+  params = run.sampling_params(state)
+  answers = {q: answer_strings(run, run.paradigm.sample(params, rng, num, image=images, question=q))
+             for q in captions.QUESTIONS.values()}
+  questions_figure(images / (info.num_levels - 1), labels, answers, path, title)
 
 
 def text_gallery(text_configs, out, workdir_root, budgets, max_steps=0, seed=0,

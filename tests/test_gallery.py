@@ -44,3 +44,18 @@ def test_a_family_figure_has_one_titled_panel_per_paradigm(tmp_path):
   gallery.family_figure({"a (1 steps)": grid, "b (2 steps)": grid, "c": points}, str(path), "t")
   width, height = Image.open(path).size
   assert (width, height) == (int(3 * 3.2 * 110), int(3.6 * 110))
+
+
+def test_the_questions_figure_has_a_panel_per_image_and_answers_decode_to_strings(tmp_path):
+  import types
+  from gen_jax.paradigms import any2any
+  images = np.random.default_rng(0).uniform(size=(3, 8, 8, 1))
+  answers = {"is it even?": ["yes", "no", "yes"], "what digit is this?": ["zero", "one", "two"]}
+  path = tmp_path / "qa.png"
+  gallery.questions_figure(images, [0, 1, 2], answers, str(path), "t")
+  assert Image.open(path).size == (round(3 * 1.9 * 110), round(2.9 * 110))   # 3 panels
+  run = types.SimpleNamespace(config=types.SimpleNamespace(paradigm="any2any", model={}))
+  assert gallery.answer_strings(run, ["yes", "no"]) == ["yes", "no"]
+  vocab = any2any.text_vocab({})
+  ids = np.stack([vocab.encode("seven")[:1], vocab.encode("no")[:1]])
+  assert gallery.answer_strings(run, ids) == ["seven", "no"]
