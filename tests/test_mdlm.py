@@ -32,14 +32,16 @@ def _ce(z, x):
   return [-float(logp[i, x[i]]) for i in range(2)]
 
 
-def test_mc_nelbo_converges_to_the_closed_form_on_two_tokens():
+@pytest.mark.parametrize("estimator", ["time", "count"])
+def test_mc_nelbo_converges_to_the_closed_form_on_two_tokens(estimator):
   """L = 2: masks {}, {1}, {2}, {1, 2} with probabilities (1-t)^2, t(1-t), t(1-t), t^2, weight
   1/t; int_0^1 (1 - t) dt = int_0^1 t dt = 1/2, so
   NELBO = 1/2 [CE_1(m, x_2) + CE_2(x_1, m)] + 1/2 [CE_1(m, m) + CE_2(m, m)]."""
   x = (2, 1)
   want = 0.5 * (_ce((M, x[1]), x)[0] + _ce((x[0], M), x)[1]) + 0.5 * sum(_ce((M, M), x))
   batch = jnp.tile(jnp.asarray([x]), (20_000, 1))
-  est = md.nelbo(_context_logits, batch, jax.random.key(0), M, jnp.ones(2, bool))
+  est = md.nelbo(_context_logits, batch, jax.random.key(0), M, jnp.ones(2, bool),
+                 estimator=estimator)
   se = float(np.std(est) / np.sqrt(len(est)))
   assert abs(float(np.mean(est)) - want) < 4 * se + 1e-3, (float(np.mean(est)), want, se)
 
@@ -49,9 +51,27 @@ def test_for_a_context_free_model_the_nelbo_is_the_exact_nll_at_every_t():
   fn = lambda z: jnp.broadcast_to(jnp.concatenate([logits, jnp.zeros((2, 1))], -1), (*z.shape, 4))
   x = jnp.tile(jnp.array([[0, 2]]), (40_000, 1))
   exact = -(np.log(0.7) + np.log(0.8))
-  for t in (0.1, 0.5, 0.9):
-    est = md.nelbo(fn, x, jax.random.key(1), M, jnp.ones(2, bool), t=jnp.full((40_000,), t))
-    np.testing.assert_allclose(np.mean(est), exact, rtol=4 * np.std(est) / np.sqrt(40_000) / exact + 1e-3)
+  for estimator in ("time", "count"):
+    for t in (0.1, 0.5, 0.9):
+      est = md.nelbo(fn, x, jax.random.key(1), M, jnp.ones(2, bool), t=jnp.full((40_000,), t),
+                     estimator=estimator)
+      np.testing.assert_allclose(np.mean(est), exact,
+                                 rtol=4 * np.std(est) / np.sqrt(40_000) / exact + 1e-3)
+
+
+def test_the_count_estimator_masks_exactly_k_and_has_the_smaller_variance():
+  x = jnp.tile(jnp.arange(8)[None] % 3, (4096, 1))
+  k = jnp.arange(4096) % 7 + 1
+  maskable = jnp.arange(8) >= 1
+  z, masked = md.mask_count(jax.random.key(5), x, k, M, maskable)
+  np.testing.assert_array_equal(masked.sum(1), k)
+  assert not bool(masked[:, 0].any()) and bool(((z == M) == masked).all())
+  # every position equally likely to be masked
+  np.testing.assert_allclose(masked[:, 1:].mean(0), masked[:, 1:].mean(), atol=0.03)
+  logits = lambda z: jnp.where((z == M)[..., None], 0.0, jax.nn.one_hot(z, 4) * 3.0) + jnp.zeros(4)
+  var = {e: float(np.var(md.nelbo(logits, x, jax.random.key(6), M, maskable, estimator=e)))
+         for e in ("time", "count")}
+  assert var["count"] < 0.2 * var["time"], var
 
 
 def test_unmaskable_positions_are_never_masked_nor_scored():

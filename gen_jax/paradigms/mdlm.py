@@ -11,9 +11,10 @@ so both models score the same seq_len characters given the same first one:
 
     -log p(x_1..x_T | x_0) <= E_t E_q [ (1 / t) sum_{i >= 1: z_t^i = m} -log p_theta(x^i | z_t) ]
 
-(`gen_jax.losses.masked_diffusion`: alpha_t = 1 - t, t stratified over the batch). The loss
-is that bound per character; `log_likelihood` is minus it per sequence, a Monte Carlo
-estimate of the ELBO from `elbo_samples` draws of t (stratified over them) and masks, so
+(`gen_jax.losses.masked_diffusion`: alpha_t = 1 - t; by default estimated in its
+masked-count form, k ~ U{1..T} of the T characters masked, weight T / k, stratified over
+the batch). The loss is that bound per character; `log_likelihood` is minus it per
+sequence, a Monte Carlo estimate from `elbo_samples` draws (stratified over them), so
 the reported nats/char is a bound (likelihood_is_exact False) with a small sampling error.
 
 Sampling: `sample(params, rng, num, prompt=None, num_steps=None, temperature=1.0,
@@ -44,6 +45,7 @@ from gen_jax.samplers.masked_diffusion import ancestral_unmasking
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Fields(TransformerFields):
   """mdlm's config.model fields, with their defaults."""
+  estimator: str = "count"           # the NELBO's estimator: count (k ~ U{1..L}, weight L/k) | time
   elbo_samples: int = 16             # draws of t (and masks) behind each sequence's ELBO
   num_steps: int = 64                # ancestral unmasking steps when sampling
 
@@ -54,6 +56,9 @@ def make(model_config, info) -> Paradigm:
     raise UserError(f"The mdlm paradigm models text (DatasetInfo kind 'text' with a vocab); "
                     f"dataset {info.name!r} is kind {info.kind!r}. Use a text dataset (text_file).")
   fields = parse_model_config(Fields, model_config)
+  if fields.estimator not in md.ESTIMATORS:
+    raise UserError(f"mdlm: model.estimator={fields.estimator!r} is not one of "
+                    f"{', '.join(md.ESTIMATORS)}.")
   if fields.elbo_samples < 1 or fields.num_steps < 1:
     raise UserError(f"mdlm: elbo_samples ({fields.elbo_samples}) and num_steps "
                     f"({fields.num_steps}) must be >= 1.")
@@ -81,7 +86,7 @@ def make(model_config, info) -> Paradigm:
     x = tokens_of(batch)
     model_key, dropout_key = jax.random.split(rng)
     per_sequence = md.nelbo(logits_fn(params, dropout_key, train=True), x, model_key, mask_id,
-                            maskable)
+                            maskable, estimator=fields.estimator)
     nats = jnp.mean(per_sequence) / (length - 1)
     return nats, {"nelbo_nats_per_token": nats, "bits_per_token": nats / np.log(2.0)}
 
@@ -94,7 +99,8 @@ def make(model_config, info) -> Paradigm:
 
     def one(j):
       t = jnp.maximum(jnp.mod(u + j / k, 1.0), 1e-5)
-      return md.nelbo(logits_fn(params), x, jax.random.fold_in(rng, j + 1), mask_id, maskable, t)
+      return md.nelbo(logits_fn(params), x, jax.random.fold_in(rng, j + 1), mask_id, maskable, t,
+                      fields.estimator)
     return -jnp.mean(jax.lax.map(one, jnp.arange(k)), axis=0)
 
   def sample(params, rng, num, prompt: Optional[str] = None, num_steps: Optional[int] = None,
