@@ -159,7 +159,7 @@ def questions_figure(images01, labels, answers: dict, path: str, title: str) -> 
   for i, (image, c) in enumerate(zip(np.asarray(images01), labels)):
     big = np.repeat(np.repeat((np.clip(image, 0, 1) * 255).astype(np.uint8), 8, 0), 8, 1)
     qa = "\n".join(f"{q} {said[i]}" for q, said in answers.items())
-    panels[f"label {c}\n{qa}"] = np.repeat(big, 3 // big.shape[-1], axis=-1)
+    panels[f"test image {i} (label {c})\n{qa}"] = np.repeat(big, 3 // big.shape[-1], axis=-1)
   tables.panels_figure(panels, path, title, size=(1.9, 2.9), dpi=110, fontsize=7)
 
 
