@@ -25,8 +25,11 @@ def get_config(arg: str = "digits"):
   config = code_prior_config("any2any", arg)
   # Text vocabulary, direction share and sampling temperatures, at their defaults:
   # gen_jax.paradigms.any2any.Fields.
-  config.model.update(model_fields(any2any.Fields, "caption_level", "caption_len",
-                                   "text_to_image_share", "temperature", "text_temperature"))
-  config.num_train_steps = 4_000          # two directions: twice text2image's 2,000 steps
+  config.model.update(model_fields(any2any.Fields, "caption_level", "caption_len", "temperature",
+                                   "text_temperature", text_to_image_share=0.6))
+  # Two directions in one budget: at 4,000 steps and share 0.5 the answers were right on 95.0-97.2%
+  # of the test images but 94.0% of the images drawn from a prompt were the asked digit (text2image
+  # at 4,000 steps: 98.9%), so 6,000 steps with 60% of the sequences caption -> codes.
+  config.num_train_steps = 6_000
   config.num_samples = 100                 # the loop's 10x10 grids: column j = digit j
   return config
