@@ -32,3 +32,17 @@ gallery: $(STAMP)
 
 clean:
 	rm -rf $(VENV) workdirs
+
+# `make peers`: the peers suite (gen_jax vs diffusers, normflows and a plain PyTorch VAE on this
+# CPU). Its PyTorch peers are benchmark-only (requirements-peers.txt): `make test` never installs
+# them. PEERS_FLAGS=--smoke checks that it runs; results/peers/README.md has the figures.
+PEERS_STAMP := $(VENV)/.peers-installed
+PEERS_FLAGS ?=
+
+$(PEERS_STAMP): requirements-peers.txt $(STAMP)
+	$(PY) -m pip install -q -r requirements-peers.txt -c requirements.txt
+	@touch $(PEERS_STAMP)
+
+.PHONY: peers
+peers: $(PEERS_STAMP)
+	$(PY) -m experiments.benchmark --suite=peers $(PEERS_FLAGS)

@@ -35,7 +35,8 @@ CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
 
 # suite -> (module in experiments/benchmarks, flag values beside the module's DEFAULTS)
 SUITES = {**{name: (name, {}) for name in ("quality", "speed", "binarized_mnist", "diffusion", "flows", "gan",
-                                           "hybrids", "soak", "precision", "memory", "accelerator")},
+                                           "hybrids", "soak", "precision", "memory", "accelerator",
+                                           "peers")},
           "autoregressive": ("speed", {"parts": ["matmul", "gpt_train", "kv_cache"], "num_iters": 2000,
                                        "gpt_eval": True, "out": "/tmp/gen_jax_autoregressive"})}
 # flag -> (default, help); the default's type is the flag's (a list: comma-separated).
@@ -73,7 +74,7 @@ FLAGS = {
     "temperatures": (["1.0", "0.9", "0.8", "0.7", "0.6", "0.5"], "flows temperature part"),
     "per_prompt": (20, "hybrids: text2image images per (digit, caption template)"),
     "cycles": (20, "soak: faulted launches of each model"),
-    "smoke": (False, "precision, memory, accelerator: tiny shapes and few steps (a test)"),
+    "smoke": (False, "precision, memory, accelerator, peers: tiny shapes and few steps (a test)"),
     "timed_steps": (50, "precision, accelerator: timed train steps after compilation (median)"),
     "dtypes": (["float32", "bfloat16"], "memory, accelerator: compute dtypes measured"),
     "batch": (0, "accelerator: per-device batch of every model (0: each model's default)"),
