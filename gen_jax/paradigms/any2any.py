@@ -84,7 +84,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gen_jax.data import captions
+import gen_jax.data.captions as captions
 from gen_jax.errors import UserError
 from gen_jax.losses import nll as nll_lib
 from gen_jax.nets.transformer import Transformer
