@@ -36,7 +36,7 @@ CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
 # suite -> (module in experiments/benchmarks, flag values beside the module's DEFAULTS)
 SUITES = {**{name: (name, {}) for name in ("quality", "speed", "binarized_mnist", "diffusion", "flows", "gan",
                                            "hybrids", "soak", "precision", "memory", "accelerator",
-                                           "peers")},
+                                           "peers", "multimodal")},
           "autoregressive": ("speed", {"parts": ["matmul", "gpt_train", "kv_cache"], "num_iters": 2000,
                                        "gpt_eval": True, "out": "/tmp/gen_jax_autoregressive"})}
 # flag -> (default, help); the default's type is the flag's (a list: comma-separated).

@@ -6,6 +6,7 @@ r"""Draws samples from a trained workdir.
   python -m experiments.sample --workdir=/tmp/ddpm --animate=/tmp/ddpm.gif
   python -m experiments.sample --workdir=/tmp/t2i --prompt="a handwritten three" --out=three.png
   python -m experiments.sample --workdir=/tmp/t2i --per_class --classify --num=50
+  python -m experiments.sample --workdir=/tmp/lmm --image_index=3 --question="is it even?"
 
 Images are written as a PNG grid, 2-D points as a scatter PNG, text is printed
 (text-to-image models turn a prompt into an image grid). Options are passed to
@@ -13,7 +14,9 @@ the paradigm's `sample` only when given; a paradigm that does not take one says 
 `--per_class --classify` also labels each class's samples with the project's
 digit classifier (`experiments.train_classifier.load_or_train`, trained on first
 use) and prints, last, one JSON line with the share labelled as the class asked
-for, overall and per class (`gen_jax.eval.conditional`).
+for, overall and per class (`gen_jax.eval.conditional`). `--image_index=N --question=Q` asks a
+model that reads images (lmm, any2any) Q about test image N: it prints the answer and writes
+the image (default <workdir>/samples/test_image_<N>.png).
 """
 from __future__ import annotations
 
@@ -45,6 +48,9 @@ flags.DEFINE_bool("per_class", False, "Conditional models: one row of samples pe
 flags.DEFINE_bool("classify", False, "With --per_class: score each class's samples with the "
                   "dataset's classifier and print the per-class accuracy as JSON.")
 flags.DEFINE_string("animate", None, "Write an animated GIF of the sampling trajectory here.")
+flags.DEFINE_integer("image_index", None, "Image-reading models (lmm, any2any): ask --question "
+                     "about this test image.")
+flags.DEFINE_string("question", None, "With --image_index: the question, e.g. \"is it even?\".")
 FLAGS = flags.FLAGS
 
 _OPTIONS = ("prompt", "temperature", "top_k", "top_p", "num_tokens", "num_steps", "guidance",
@@ -112,6 +118,24 @@ def per_class(run, params, rng, options, out):
                       "per_class": [round(a, 4) for a in scores["per_class"]]}))
 
 
+def ask(run, params, rng, out):
+  """Asks FLAGS.question about test image FLAGS.image_index: prints the answer, writes the image."""
+  from experiments import gallery
+  from gen_jax import data as data_lib
+  split = data_lib.split_arrays(run.config.dataset, "test", data_dir=run.config.data_dir or None,
+                                manual_dir=run.config.manual_dir or None)
+  n, i = len(split["image"]), FLAGS.image_index
+  if not 0 <= i < n:
+    raise UserError(f"--image_index={i} is out of range: the {run.config.dataset} test split has "
+                    f"{n} images; use 0..{n - 1}.")
+  levels = np.asarray(split["image"][i:i + 1])
+  said = call_sample(run, params, rng, 1, image=levels, question=FLAGS.question,
+                     **sample_options())
+  images.save_png(images.to_picture(levels / (run.info.num_levels - 1)), out)
+  print(f"wrote {out} (test image {i}, label {int(split['label'][i])})")
+  print(gallery.answer_strings(run, np.asarray(said))[0])
+
+
 def main(argv):
   del argv
   run, state, step = workdir_lib.restore(FLAGS.workdir)
@@ -119,6 +143,12 @@ def main(argv):
   rng = jax.random.key(FLAGS.seed)
   options = sample_options()
   out = FLAGS.out or os.path.join(FLAGS.workdir, "samples", "sample.png")
+  if FLAGS.question is not None and FLAGS.image_index is None:
+    raise UserError("--question asks about a test image: add --image_index=N.")
+  if FLAGS.image_index is not None:
+    ask(run, params, rng, FLAGS.out or os.path.join(
+        FLAGS.workdir, "samples", f"test_image_{FLAGS.image_index}.png"))
+    return
   if FLAGS.classify and not FLAGS.per_class:
     raise UserError("--classify scores the samples of each class: add --per_class.")
   if FLAGS.animate:

@@ -631,6 +631,8 @@ def _train(run, workdir, record, paradigm, progress, restart, resume_changes, st
   hooks = [loop.Hook("log", log, config.log_every_steps, on_stop="if_due"),
            loop.Hook("checkpoint", checkpoint, config.checkpoint_every_steps, on_stop="always"),
            eval_hook, samples_hook]
+  if not config.num_samples:       # a model that draws nothing unprompted (lmm: image -> text)
+    hooks.remove(samples_hook)
   if is_synthetic(config):
     hooks.remove(eval_hook)
     logging.info("dataset=synthetic (random %s batches): no test split, so the periodic "
@@ -647,7 +649,7 @@ def _train(run, workdir, record, paradigm, progress, restart, resume_changes, st
       if (eval_hook in hooks and eval_hook.due(start, config.num_train_steps)
           and run.paradigm.log_likelihood and not _has_eval_at(read_metrics(workdir), start)):
         evaluate_(start, state, None)
-      if samples_hook.due(start, config.num_train_steps) and not any(
+      if samples_hook in hooks and samples_hook.due(start, config.num_train_steps) and not any(
           os.path.exists(os.path.join(workdir, "samples", f"step_{start}{ext}"))
           for ext in (".png", ".txt")):
         samples(start, state, None)

@@ -179,3 +179,17 @@ def caption_table(vocab: CaptionVocab) -> np.ndarray:
   """int32 [10, len(TEMPLATES), max_len]: the token ids of every template caption of every digit."""
   return np.stack([np.stack([vocab.encode(caption(c, t)) for t in range(len(TEMPLATES))])
                    for c in range(NUM_DIGITS)])
+
+
+def answer_len(vocab: CaptionVocab) -> int:
+  """L_a: tokens of the longest answer at the vocabulary's level (1 word; "eleven": 6 characters)."""
+  return max(len(split(a, vocab.level)) for a in ANSWER_WORDS + ("yes", "no"))
+
+
+def qa_tables(vocab: CaptionVocab, num_answer_tokens: int):
+  """(questions int32 [len(QA_KINDS), max_len], answers int32 [10, len(QA_KINDS), L_a]): the
+  token ids of every question, and of the answer to it for every digit (right-padded with <pad>)."""
+  questions = np.stack([vocab.encode(QUESTIONS[k]) for k in QA_KINDS])
+  answer_ids = np.stack([np.stack([vocab.encode(answer(c, k))[:num_answer_tokens] for k in QA_KINDS])
+                         for c in range(NUM_DIGITS)])
+  return questions, answer_ids
