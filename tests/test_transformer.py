@@ -244,3 +244,25 @@ def test_attention_backward_in_bfloat16_stays_bfloat16_and_close():
   for a, b in zip(grads, want):
     assert a.dtype == jnp.bfloat16
     np.testing.assert_allclose(a.astype(jnp.float32), b, atol=0.1, rtol=0.05)
+
+
+def test_rotary_scores_depend_only_on_the_offset_and_keep_norms():
+  from gen_jax.nets.transformer import rotary
+  q, k = jax.random.normal(jax.random.key(8), (2, 1, 1, 1, 16))
+  score = lambda m, n: float(jnp.sum(rotary(q, jnp.array([m])) * rotary(k, jnp.array([n]))))
+  np.testing.assert_allclose(score(3, 1), score(13, 11), rtol=1e-5)
+  np.testing.assert_allclose(score(0, 0), float(jnp.sum(q * k)), rtol=1e-6)
+  assert abs(score(3, 1) - score(1, 3)) > 1e-3          # not symmetric: the sign of the offset counts
+  np.testing.assert_allclose(jnp.linalg.norm(rotary(q, jnp.array([7]))), jnp.linalg.norm(q), rtol=1e-6)
+
+
+def test_rope_cached_decoding_equals_the_full_forward():
+  model, params, tokens = _setup(rope=True)
+  full = model.apply(params, tokens)
+  cache = model.apply(params, B, method=Transformer.init_cache)
+  logits, cache = model.apply(params, tokens[:, :5], cache, 0, method=Transformer.decode)
+  got = [logits]
+  for i in range(5, T):
+    logits, cache = model.apply(params, tokens[:, i:i + 1], cache, i, method=Transformer.decode)
+    got.append(logits)
+  np.testing.assert_allclose(np.concatenate(got, 1), full, atol=1e-5, rtol=1e-5)

@@ -23,6 +23,6 @@ def get_config(arg: str = "shakespeare_small"):
   config.paradigm = "mdlm"
   # The transformer's fields as gpt's; the ELBO's draws and the sampler's steps:
   # gen_jax.paradigms.mdlm.Fields.
-  config.model = model_fields(mdlm.Fields, *field_names(gpt.TransformerFields), "estimator",
-                              "elbo_samples", "num_steps")
+  config.model = model_fields(mdlm.Fields, *field_names(gpt.TransformerFields), "rope",
+                              "estimator", "elbo_samples", "num_steps")
   return config

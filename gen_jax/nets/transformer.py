@@ -140,6 +140,18 @@ def _attention_bwd(is_causal, res, d_o):
 attention.defvjp(_attention_fwd, _attention_bwd)
 
 
+def rotary(x, positions, base: float = 10_000.0):
+  r"""Rotary position embedding (Su et al. 2021, RoFormer, arXiv:2104.09864) of x [B, T, H, D]
+  at integer positions [T]: the pairs (x_i, x_{i + D/2}) rotated by the angle
+  position * base^{-2i / D}, so that <rotary(q, m), rotary(k, n)> depends on m - n only."""
+  half = x.shape[-1] // 2
+  freqs = base ** (-jnp.arange(half, dtype=jnp.float32) / half)
+  angle = jnp.asarray(positions, jnp.float32)[:, None] * freqs[None]      # [T, D/2]
+  cos, sin = jnp.cos(angle)[None, :, None].astype(x.dtype), jnp.sin(angle)[None, :, None].astype(x.dtype)
+  x1, x2 = x[..., :half], x[..., half:]
+  return jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
+
+
 def _gelu(h):
   """GELU, tanh form (Hendrycks & Gimpel 2016, arXiv:1606.08415)."""
   return jax.nn.gelu(h, approximate=True)
@@ -219,6 +231,7 @@ class SelfAttention(nn.Module):
   num_layers: int = 1  # scales the output projection's init (GPT-2: 1/sqrt(2 L))
   causal: bool = True
   attention_impl: str = "xla"
+  rope: bool = False            # rotary position embedding of q and k (`rotary`)
 
   @nn.compact
   def __call__(self, x, mask, train: bool, cache=None, index=None):
@@ -242,6 +255,9 @@ class SelfAttention(nn.Module):
     if self.use_bias:
       bias = self.param("qkv_bias", nn.initializers.zeros, (3, h, d))
       q, k, v = q + bias[0] * d ** -0.5, k + bias[1], v + bias[2]
+    if self.rope:
+      positions = jnp.arange(t) + (0 if cache is None else index)
+      q, k = rotary(q, positions), rotary(k, positions)
     new_cache = None
     if cache is not None:
       k = jax.lax.dynamic_update_slice(cache["k"], k.astype(cache["k"].dtype), (0, index, 0, 0))
@@ -273,12 +289,13 @@ class Block(nn.Module):
   num_layers: int = 1
   causal: bool = True
   attention_impl: str = "xla"
+  rope: bool = False
 
   @nn.compact
   def __call__(self, x, mask, train: bool, cache=None, index=None):
     c = x.shape[-1]
     y, new_cache = SelfAttention(self.num_heads, self.use_bias, self.dropout, self.num_layers,
-                                 self.causal, self.attention_impl, name="attn")(
+                                 self.causal, self.attention_impl, self.rope, name="attn")(
         nn.LayerNorm(epsilon=1e-5, use_bias=self.use_bias, name="ln1")(x), mask, train,
         cache, index)
     if self.dropout > 0:
@@ -302,6 +319,8 @@ class Transformer(nn.Module):
     use_bias: biases in Dense and LayerNorm (nanoGPT's `bias`).
     causal: True for a decoder (GPT); False for a bidirectional encoder (MaskGIT).
     attention_impl: dot_product_attention's kernel, "xla" or "cudnn" (NVIDIA GPUs only).
+    rope: also rotate q and k by their positions (`rotary`), beside the learned absolute
+      embedding: attention that can depend on relative offsets from the start (mdlm).
   """
   vocab_size: int
   max_len: int
@@ -313,6 +332,7 @@ class Transformer(nn.Module):
   use_bias: bool = False
   causal: bool = True
   attention_impl: str = "xla"
+  rope: bool = False
 
   def setup(self):
     check_attention_impl(self.attention_impl)
@@ -320,7 +340,8 @@ class Transformer(nn.Module):
     self.wpe = self.param("wpe", _INIT, (self.max_len, self.embed_dim))
     block = policy_lib.remat_block(Block, static_argnums=(3,))   # train: static
     self.blocks = [block(self.num_heads, self.mlp_ratio, self.use_bias, self.dropout,
-                         self.num_layers, self.causal, self.attention_impl, name=f"block_{i}")
+                         self.num_layers, self.causal, self.attention_impl, self.rope,
+                         name=f"block_{i}")
                    for i in range(self.num_layers)]
     self.ln_f = nn.LayerNorm(epsilon=1e-5, use_bias=self.use_bias)
     self.drop = nn.Dropout(self.dropout)

@@ -24,6 +24,13 @@ characters drawn by ancestral unmasking in `num_steps` steps
 
 config.model fields: `Fields` below.
 
+Positions. Besides the GPT's learned absolute embedding the attention rotates q and k by
+their positions (RoPE, `rope`; no parameters, so the parameter count is the GPT's): a
+masked position must find its neighbours by attention alone, and with only the learned
+embedding (0.02 at init) the recipe's model stayed at the unigram loss for 1,000 steps
+(every masked count scored 3.1-3.3 nats/char), where the GPT reads its last character off
+its own input.
+
 Mixed precision: as the GPT (gen_jax.nets.transformer); the cross-entropy is float32.
 """
 from __future__ import annotations
@@ -45,6 +52,7 @@ from gen_jax.samplers.masked_diffusion import ancestral_unmasking
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Fields(TransformerFields):
   """mdlm's config.model fields, with their defaults."""
+  rope: bool = True                  # rotary q/k beside the learned positions (no parameters)
   estimator: str = "count"           # the NELBO's estimator: count (k ~ U{1..L}, weight L/k) | time
   elbo_samples: int = 16             # draws of t (and masks) behind each sequence's ELBO
   num_steps: int = 64                # ancestral unmasking steps when sampling
@@ -65,7 +73,7 @@ def make(model_config, info) -> Paradigm:
   vocab = info.vocab
   mask_id = len(vocab)
   length = info.shape[0]                                   # seq_len + 1
-  net = make_model(fields, mask_id + 1, length).clone(causal=False)
+  net = make_model(fields, mask_id + 1, length).clone(causal=False, rope=fields.rope)
   maskable = jnp.arange(length) >= 1
   default_start = vocab.index("\n") if "\n" in vocab else 0
 
