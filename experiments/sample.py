@@ -122,11 +122,13 @@ def ask(run, params, rng, out):
   """Asks FLAGS.question about test image FLAGS.image_index: prints the answer, writes the image."""
   from experiments import gallery
   from gen_jax import data as data_lib
-  split = data_lib.split_arrays(run.config.dataset, "test", data_dir=run.config.data_dir or None,
-                                manual_dir=run.config.manual_dir or None)
+  stage1 = getattr(run.info, "stage1", None)         # any2any reads its stage 1's images
+  config = stage1.config if stage1 is not None else run.config
+  split = data_lib.split_arrays(config.dataset, "test", data_dir=config.data_dir or None,
+                                manual_dir=config.manual_dir or None)
   n, i = len(split["image"]), FLAGS.image_index
   if not 0 <= i < n:
-    raise UserError(f"--image_index={i} is out of range: the {run.config.dataset} test split has "
+    raise UserError(f"--image_index={i} is out of range: the {config.dataset} test split has "
                     f"{n} images; use 0..{n - 1}.")
   levels = np.asarray(split["image"][i:i + 1])
   said = call_sample(run, params, rng, 1, image=levels, question=FLAGS.question,

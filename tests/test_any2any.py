@@ -253,7 +253,7 @@ def test_a_tiny_model_learns_both_directions_on_a_small_set(adam_fit):
     assert right >= 0.9, (kind, said)
 
 
-def test_a_tiny_any2any_trains_through_the_loop_on_a_tiny_vqvae_and_its_loss_falls(tmp_path_factory):
+def test_a_tiny_any2any_trains_through_the_loop_on_a_tiny_vqvae_and_its_loss_falls(tmp_path_factory, cli):
   from test_two_stage import train_tiny_vqvae
   from experiments.configs import any2any as any2any_config
   from gen_jax import workdir as workdir_lib
@@ -284,3 +284,8 @@ def test_a_tiny_any2any_trains_through_the_loop_on_a_tiny_vqvae_and_its_loss_fal
   before = run.paradigm.loss(run.paradigm.init(jax.random.key(0), batch), batch, key)[0]
   after = run.paradigm.loss(state.params, batch, key)[0]
   assert step == 100 and float(after) < 0.8 * float(before), (float(before), float(after))
+  # experiments.sample asks about a test image of the stage-1 dataset and prints the answer.
+  png = os.path.join(workdir, "asked.png")
+  out = cli("experiments.sample", f"--workdir={workdir}", "--image_index=5",
+            "--question=is it even?", f"--out={png}").stdout.strip().splitlines()
+  assert out[-2].startswith(f"wrote {png} (test image 5, label ") and out[-1] in ("yes", "no"), out
