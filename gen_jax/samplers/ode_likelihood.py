@@ -26,24 +26,27 @@ import jax.numpy as jnp
 def divergence_fn(drift: Callable, trace: str = 'hutchinson') -> Callable:
   """Returns div(x, t, eps) -> (f(x, t), divergence [B]) for drift f(x [B, ...], t [B]).
 
-  trace='hutchinson': eps^T J eps with the given eps (one JVP);
-  trace='exact': sum_i e_i^T J e_i over the D basis vectors (D JVPs; for small D)."""
+  trace='hutchinson': eps^T J eps with the given eps (one VJP, eps^T J, dotted with eps);
+  trace='exact': sum_i e_i^T J e_i over the D basis vectors (D VJPs; for small D).
+  Reverse mode, so nets with custom_vjp pieces (the transformer's attention and MLP, in DiT)
+  can be traced."""
   if trace not in ('hutchinson', 'exact'):
     raise ValueError(f"Unknown trace {trace!r}: use 'hutchinson' or 'exact'.")
 
   def div(x, t, eps):
     f = lambda y: drift(y, t)
+    out, pullback = jax.vjp(f, x)
     if trace == 'hutchinson':
-      out, jvp = jax.jvp(f, (x,), (eps,))
-      return out, jnp.sum((eps * jvp).reshape(x.shape[0], -1), -1)
+      (eps_j,) = pullback(eps)
+      return out, jnp.sum((eps * eps_j).reshape(x.shape[0], -1), -1)
     d = math.prod(x.shape[1:])
     basis = jnp.eye(d, dtype=x.dtype).reshape(d, 1, *x.shape[1:])
 
     def one(e):
       e = jnp.broadcast_to(e, x.shape)
-      _, jvp = jax.jvp(f, (x,), (e,))
-      return jnp.sum((e * jvp).reshape(x.shape[0], -1), -1)
-    return f(x), jnp.sum(jax.lax.map(one, basis), 0)
+      (e_j,) = pullback(e)
+      return jnp.sum((e * e_j).reshape(x.shape[0], -1), -1)
+    return out, jnp.sum(jax.lax.map(one, basis), 0)
   return div
 
 
