@@ -24,7 +24,18 @@ demo: $(STAMP)
 	$(PY) -m experiments.sample --workdir=$(DEMO_DIR) --num=64 --out=$(DEMO_DIR)/samples.png
 	$(PY) -m experiments.evaluate --workdir=$(DEMO_DIR)
 
-test: $(STAMP)
+# Test-only: torch (CPU) in the venv; pytorch-fid's reference InceptionV3 and torchvision's
+# pure-Python classes in $(TEST_REF), off sys.path (requirements-test-reference.txt says why).
+TEST_STAMP := $(VENV)/.test-installed
+TEST_REF := $(VENV)/test-reference
+
+$(TEST_STAMP): requirements-test.txt requirements-test-reference.txt $(STAMP)
+	$(PY) -m pip install -q -r requirements-test.txt -c requirements.txt
+	rm -rf $(TEST_REF)
+	$(PY) -m pip install -q --no-deps --target $(TEST_REF) -r requirements-test-reference.txt
+	@touch $(TEST_STAMP)
+
+test: $(STAMP) $(TEST_STAMP)
 	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup -q tests notebooks --nbmake --nbmake-timeout=900
 
 gallery: $(STAMP)

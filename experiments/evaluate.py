@@ -2,6 +2,12 @@ r"""Evaluates a trained workdir on a held-out split.
 
   python -m experiments.evaluate --workdir=/tmp/vae [--split=test] [--iwae_k=100]
   python -m experiments.evaluate --workdir=/tmp/ddpm --vlb_num_steps=0   # the full T-term bound
+  python -m experiments.evaluate --workdir=/tmp/ddpm --inception_weights=pt_inception-2015-12-05-6726825d.pth
+
+--inception_weights=FILE (or --inception_fid with $GEN_JAX_INCEPTION=FILE) adds Inception
+"FID", "KID", "KID_std" of --num_samples samples (default 10,000) against the whole split
+(gen_jax.eval.inception; results/metrics/README.md); without the file it stops at once, in one
+line saying where to get it.
 
 Prints a human-readable line, then (last line) one JSON object with at least
 `bits_per_dim` (null for families without a likelihood), `bound` and `split`
@@ -27,6 +33,12 @@ flags.DEFINE_integer("max_examples", 0, "Evaluate on the first N examples only (
 flags.DEFINE_integer("num_samples", 0, "Also score this many samples against the split with "
                      "the dataset's feature classifier (FD, precision, recall); the default "
                      "does so with 1,000 samples for families without a likelihood.")
+flags.DEFINE_bool("inception_fid", False, "Also report Inception FID and KID (pytorch-fid's "
+                  "weights, gen_jax.eval.inception) of --num_samples samples (default 10,000) "
+                  "against the split; implied by --inception_weights.")
+flags.DEFINE_string("inception_weights", "", "pytorch-fid's pt_inception-2015-12-05-6726825d.pth "
+                    "(needs torch) or its .npz (python -m experiments.convert_inception); "
+                    "default $GEN_JAX_INCEPTION.")
 FLAGS = flags.FLAGS
 
 
@@ -52,14 +64,46 @@ def sample_scores(workdir: str, split: str, num: int) -> dict:
   return reference.scores(sampling.draw_run(run, state, jax.random.key(0), num).samples)
 
 
+def split_images_uint8(cfg, split: str):
+  """A whole image split as uint8 0..255 [N, H, W, C] (levels k -> round(255 k / (L - 1)))."""
+  import numpy as np
+  from gen_jax import data as data_lib
+  from gen_jax.errors import UserError
+  from gen_jax.eval import features, inception
+  kwargs = dict(data_dir=cfg.data_dir or None, manual_dir=cfg.manual_dir or None)
+  info = data_lib.get_info(cfg.dataset, **kwargs)
+  if info.kind != "image":
+    raise UserError(f"Inception FID needs images; {cfg.dataset!r} is {info.kind!r} data: drop --inception_fid.")
+  levels = [b["image"][b["mask"]] for b in data_lib.eval_batches(cfg.dataset, split=split, batch_size=1024, **kwargs)]
+  return inception.to_uint8(features.levels_to_unit(np.concatenate(levels), info.num_levels))
+
+
+def inception_scores(workdir: str, split: str, num: int, weights: str) -> dict:
+  """Inception FID / KID (`gen_jax.eval.inception.scores`) of `num` samples vs the split; the
+  weight file is checked first (a missing one is one line saying where to get it)."""
+  import jax
+  from experiments import convert_inception
+  from gen_jax.eval import inception, sampling
+  net = convert_inception.load(weights)
+  run, state, _ = workdir_lib.restore(workdir)
+  real = split_images_uint8(image_source(run.config), split)
+  return inception.scores(net, real, sampling.draw_run(run, state, jax.random.key(1), num).samples)
+
+
 def main(argv):
   del argv
+  weights = None
+  if FLAGS.inception_fid or FLAGS.inception_weights:    # a missing file stops before any work
+    from gen_jax.eval import inception
+    weights = inception.resolve_weights(FLAGS.inception_weights)
   common.maybe_initialize_distributed()
   result = workdir_lib.evaluate(FLAGS.workdir, FLAGS.split, FLAGS.iwae_k, FLAGS.max_examples,
                                  vlb_num_steps=FLAGS.vlb_num_steps, write=False)
   num = FLAGS.num_samples or (1000 if result["bits_per_dim"] is None else 0)
   if num and image_source(workdir_lib.load_config(FLAGS.workdir)).dataset in ("digits", "mnist_idx"):
     result.update(sample_scores(FLAGS.workdir, FLAGS.split, num))
+  if weights:
+    result.update(inception_scores(FLAGS.workdir, FLAGS.split, FLAGS.num_samples or 10000, weights))
   workdir_lib.write_eval(FLAGS.workdir, result)
   if result.get("bits_per_dim") is not None:
     kind = "bound" if result["bound"] else "exact"

@@ -165,3 +165,18 @@ def test_the_loop_imports_no_family():
 def test_nothing_is_pickled():
   for path in ROOT.rglob("*.py"):
     assert not {m for m in imported_modules(path) if m in ("pickle", "cloudpickle", "dill")}, path
+
+
+def test_no_gen_jax_module_imports_torch_at_import_time():
+  """Importing every gen_jax module (in a fresh interpreter) loads no torch: torch is a
+  test-only dependency (requirements-test.txt); a .pth is read by experiments.convert_inception."""
+  import subprocess
+  names = sorted(m for m in all_modules() if not m.endswith("__main__"))
+  code = ("import importlib, sys\n"
+          f"for name in {names!r}:\n"
+          "  importlib.import_module(name)\n"
+          "print(sorted(m for m in sys.modules if m.split('.')[0] == 'torch')[:5])\n")
+  out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
+                       timeout=300)
+  assert out.returncode == 0, out.stderr[-2000:]
+  assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout

@@ -3,7 +3,8 @@
     from gen_jax.data import DatasetInfo, get_info, train_iterator, eval_batches, DATASETS
 
 `DATASETS` names the project's offline datasets; any other name is looked up in
-the TFDS catalog (it must already be prepared in data_dir). The dataset
+the TFDS catalog (it must already be prepared in data_dir: `python -m experiments.prepare
+--dataset=NAME [--data_dir=DIR] [--manual_dir=DIR]` does it where the machine has internet). The dataset
 "encoded" is a stage-1 tokenizer's codes or latents of its own dataset
 (`gen_jax.data.encoded`; every function then takes `stage1=`, the loaded stage-1 run of `gen_jax.workdir.stage1_of(config)`).
 The dataset "synthetic" has no files: random batches made on device, shaped like another
