@@ -211,3 +211,30 @@ def test_evaluate_without_the_file_says_where_to_get_it_before_any_work(cli, tmp
             check=False, env={inception.ENV_VAR: ""}, timeout=120)
   assert out.returncode == 2 and out.stderr.strip().count("\n") == 0, out.stderr
   assert inception.WEIGHTS_URL in out.stderr and "--inception_weights=FILE" in out.stderr
+
+
+def test_scores_quantise_samples_as_pngs_and_use_the_projects_fd():
+  """`scores` plumbing, on a stand-in feature net (the network itself is tested above): float
+  samples are stored as PNG-like uint8 before their features are taken; FID is the project's
+  Fréchet distance and KID the subset average; non-finite samples give NaN."""
+  seen = []
+
+  class PixelFeatures:               # duck-types InceptionNet.features
+    def features(self, images, batch_size=100):
+      seen.append(np.asarray(images).dtype)
+      return np.asarray(images, np.float64).reshape(len(images), -1)[:, :8]
+
+  net = PixelFeatures()
+  rng = np.random.default_rng(5)
+  real = rng.integers(0, 256, (40, 4, 4, 3), dtype=np.uint8)
+  fake = rng.random((30, 4, 4, 3)).astype(np.float32)
+  row = inception.scores(net, real, fake)
+  assert seen == [np.uint8, np.uint8]
+  fr, ff = net.features(real), net.features(inception.to_uint8(fake))
+  assert row["FID"] == pytest.approx(frechet.frechet_distance(fr, ff), rel=1e-12)
+  assert row["KID"] == pytest.approx(inception.kernel_inception_distance(fr, ff)[0], rel=1e-12)
+  assert (row["fid_num_real"], row["fid_num_fake"]) == (40, 30)
+  np.testing.assert_array_equal(inception.to_uint8(np.array([0.0, 0.5 / 255, 0.502, 1.2])),
+                                [0, 0, 128, 255])
+  bad = inception.scores(net, real, np.full_like(fake, np.nan))
+  assert np.isnan(bad["FID"]) and np.isnan(bad["KID"])
