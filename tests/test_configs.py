@@ -39,7 +39,7 @@ ARGS = {
     "gpt": ("shakespeare_small", "shakespeare", "text_file", "owt_124m"),
     "latent_diffusion": ("digits", "mnist_idx"), "maskgit": ("digits", "mnist_idx"),
     "vq_gpt": ("digits", "mnist_idx"), "text2image": ("digits", "mnist_idx"),
-    "any2any": ("digits", "mnist_idx"),
+    "any2any": ("digits", "mnist_idx"), "lmm": ("digits", "mnist_idx"),
     "dit": ("digits", "mnist_idx", "digits_cond", "mnist_idx_cond"),
     "mdlm": ("shakespeare_small", "text_file"),
     "pixel_ar": ("digits", "mnist_idx"), "vae": ("digits", "mnist_idx", "mnist", "cifar10"),
@@ -60,6 +60,7 @@ DIGESTS = {
     "pixel_ar": "4724308df8b80370", "realnvp": "73f3dee80ed76bfd",
     "score_sde": "819667cb4ae66fe9", "text2image": "6afd65ef4a058a4a",
     "any2any": "fda08a97a4d622cd", "dit": "dfe56f82d98900b5", "mdlm": "dfff61ab2465dde7",
+    "lmm": "a402fd8aeb4e5c9c",
     "vae": "ec96364e7c106fc2", "vq_gpt": "ed3e6c8f7d2d4691", "vqvae": "5331ad6d73e3a473",
 }
 
@@ -163,7 +164,7 @@ _DIGITS = DatasetInfo("digits", "image", (8, 8, 1), num_levels=17, num_classes=1
 INFOS = {   # one config arg of each file and a dataset description it builds on
     "ddpm": _DIGITS, "edm": _DIGITS, "score_sde": _DIGITS, "flow_matching": _DIGITS,
     "gan": _DIGITS, "cgan": _DIGITS, "glow": _DIGITS, "realnvp": _DIGITS, "vae": _DIGITS,
-    "vqvae": _DIGITS, "pixel_ar": _DIGITS,
+    "vqvae": _DIGITS, "pixel_ar": _DIGITS, "lmm": _DIGITS,
     "flow2d": DatasetInfo("toy2d/eight_gaussians", "points", (2,)),
     "gpt": DatasetInfo("text_file", "text", (65,), vocab="abcd\n"),
     **{name: DatasetInfo("encoded", "codes", (4, 4), num_levels=17, num_classes=10,

@@ -32,6 +32,7 @@ import optax
 from gen_jax import data as data_lib
 from gen_jax.eval import features, frechet
 from gen_jax.nets.classifier import Classifier
+from gen_jax.utils import images as images_lib
 
 DEFAULT_NUM_STEPS = {"digits": 1500}   # other datasets: 3000
 
@@ -51,13 +52,7 @@ def load_split(dataset, split, data_dir="", manual_dir=""):
   return np.concatenate(images), np.concatenate(labels).astype(np.int32), info
 
 
-def _shift(images, rng, max_shift):
-  """Random translation by up to max_shift pixels (edge pad + crop), one offset per image."""
-  b, h, w, c = images.shape
-  padded = jnp.pad(images, ((0, 0), (max_shift,) * 2, (max_shift,) * 2, (0, 0)))
-  offsets = jax.random.randint(rng, (b, 2), 0, 2 * max_shift + 1)
-  crop = lambda img, o: jax.lax.dynamic_slice(img, (o[0], o[1], 0), (h, w, c))
-  return jax.vmap(crop)(padded, offsets)
+_shift = images_lib.random_shift   # random translation by up to max_shift pixels
 
 
 def accuracy(module, params, images01, labels, batch_size=500):

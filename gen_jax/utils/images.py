@@ -81,3 +81,15 @@ def save_gif(frames, path, duration_ms=80, final_hold=10):
                  duration=duration_ms, loop=0)
   with open(path, "wb") as f:
     f.write(buf.getvalue())
+
+
+def random_shift(images, rng, max_shift: int):
+  """Random translation of [B, H, W, C] images by up to max_shift pixels (zero pad + crop), one
+  offset per image (the augmentation of the project's classifier and of lmm)."""
+  import jax
+  import jax.numpy as jnp
+  b, h, w, c = images.shape
+  padded = jnp.pad(images, ((0, 0), (max_shift,) * 2, (max_shift,) * 2, (0, 0)))
+  offsets = jax.random.randint(rng, (b, 2), 0, 2 * max_shift + 1)
+  crop = lambda img, o: jax.lax.dynamic_slice(img, (o[0], o[1], 0), (h, w, c))
+  return jax.vmap(crop)(padded, offsets)
