@@ -34,6 +34,7 @@ import jax
 import numpy as np
 
 from experiments import benchmark
+from gen_jax.errors import UserError
 from gen_jax.eval import tables
 
 # Families in the order the gallery shows them; a paradigm module maps to one family.
@@ -125,15 +126,24 @@ def image_gallery(dataset, out, workdir_root, budgets, max_steps=0, only=None, s
       try:
         run, state, step, workdir = trained_run(name, configs[name], dataset, args, trained)
         rng = jax.random.fold_in(jax.random.key(seed), len(rows))
-        samples = sampling.draw_run(run, state, rng, NUM_SAMPLES).samples
+        reads_images = sampling.accepts(run.paradigm.sample, "question")
+        try:
+          samples = sampling.draw_run(run, state, rng, NUM_SAMPLES).samples
+        except UserError:
+          if not reads_images:
+            raise
+          samples = None     # an image-to-text model (lmm) draws no images: its questions only
       except Exception as e:        # one broken paradigm must not cost the others' pictures
         row.update(step=None, note=f"not drawn: {type(e).__name__}: {e}")
         log(f"[gallery] {family}: {name} NOT DRAWN: {type(e).__name__}: {e}")
         continue
-      panels[f"{name} ({step:,} steps)"] = picture(samples)
       row.update(step=int(step), workdir=workdir, note=NOTES.get(name, ""), minutes=minutes)
+      if samples is None:
+        rows.pop()
+      else:
+        panels[f"{name} ({step:,} steps)"] = picture(samples)
       log(f"[gallery] {family}: {name} at step {step} from {workdir}")
-      if sampling.accepts(run.paradigm.sample, "question"):   # it reads images too: ask it
+      if reads_images:                                      # it reads images too: ask it
         qa_file = f"{name}_questions.png"
         questions_gallery(run, state, rng, os.path.join(out, qa_file), f"{name} ({step:,} steps)")
         rows.append({**row, "file": qa_file, "note": "test images, the question asked and the answer given"})
