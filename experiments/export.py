@@ -33,12 +33,6 @@ from gen_jax import workdir as workdir_lib
 from gen_jax.errors import UserError
 from gen_jax.train import params_file
 
-flags.DEFINE_string("workdir", None, "A trained workdir.")
-flags.DEFINE_enum("format", "safetensors", list(params_file.FORMATS), "File format.")
-flags.DEFINE_string("out", None, "Output file (default <workdir>/export/params.<format>).")
-flags.DEFINE_enum("params", None, ["ema", "params"],
-                  "Which parameters (default: ema when the run has an EMA, else params).")
-flags.DEFINE_integer("step", None, "Checkpoint step to export (default: the newest intact one).")
 FLAGS = flags.FLAGS
 
 
@@ -103,6 +97,18 @@ def main(argv):
   print(json.dumps(record))
 
 
+def define_flags():
+  """The command's flags, defined when run as a command only (tests import this module beside
+  other entry points that define --workdir)."""
+  flags.DEFINE_string("workdir", None, "A trained workdir.")
+  flags.DEFINE_enum("format", "safetensors", list(params_file.FORMATS), "File format.")
+  flags.DEFINE_string("out", None, "Output file (default <workdir>/export/params.<format>).")
+  flags.DEFINE_enum("params", None, ["ema", "params"],
+                    "Which parameters (default: ema when the run has an EMA, else params).")
+  flags.DEFINE_integer("step", None, "Checkpoint step to export (default: the newest intact one).")
+
+
 if __name__ == "__main__":
+  define_flags()
   flags.mark_flags_as_required(["workdir"])
   app.run(common.run_main(main), flags_parser=common.parse_flags)
