@@ -151,15 +151,20 @@ def test_dot_product_attention_equals_written_out_softmax_attention(causal, use_
                              atol=1e-5, rtol=1e-5)
 
 
-def test_cached_decoding_equals_written_out_softmax_attention():
-  model, params, tokens = _setup(use_bias=True)
+def _prefill_then_decode(model, params, tokens):
+  """Logits of a 5-token prefill, then one cached token at a time."""
   cache = model.apply(params, B, method=Transformer.init_cache)
   logits, cache = model.apply(params, tokens[:, :5], cache, 0, method=Transformer.decode)
   got = [logits]
   for i in range(5, T):
     logits, cache = model.apply(params, tokens[:, i:i + 1], cache, i, method=Transformer.decode)
     got.append(logits)
-  np.testing.assert_allclose(np.concatenate(got, 1), _reference_logits(params, tokens, True),
+  return np.concatenate(got, 1)
+
+
+def test_cached_decoding_equals_written_out_softmax_attention():
+  model, params, tokens = _setup(use_bias=True)
+  np.testing.assert_allclose(_prefill_then_decode(model, params, tokens), _reference_logits(params, tokens, True),
                              atol=1e-5, rtol=1e-5)
 
 
@@ -258,11 +263,5 @@ def test_rotary_scores_depend_only_on_the_offset_and_keep_norms():
 
 def test_rope_cached_decoding_equals_the_full_forward():
   model, params, tokens = _setup(rope=True)
-  full = model.apply(params, tokens)
-  cache = model.apply(params, B, method=Transformer.init_cache)
-  logits, cache = model.apply(params, tokens[:, :5], cache, 0, method=Transformer.decode)
-  got = [logits]
-  for i in range(5, T):
-    logits, cache = model.apply(params, tokens[:, i:i + 1], cache, i, method=Transformer.decode)
-    got.append(logits)
-  np.testing.assert_allclose(np.concatenate(got, 1), full, atol=1e-5, rtol=1e-5)
+  np.testing.assert_allclose(_prefill_then_decode(model, params, tokens), model.apply(params, tokens),
+                             atol=1e-5, rtol=1e-5)
