@@ -60,3 +60,47 @@ def test_matmul_rate_and_machine():
   assert rate["matmul_n"] == 64 and rate["matmul_gflops"] > 0
   assert "jax" in speed.machine() and len(speed.loadavg()) == 3
 
+
+
+HLO = """HloModule jit_step, entry_computation_layout={(f32[4,4]{1,0})->f32[4,4]{1,0}}
+
+%fused_conv (p0: f32[1,4,4,1], p1: f32[3,3,1,1]) -> f32[1,4,4,1] {
+  %p0 = f32[1,4,4,1]{3,2,1,0} parameter(0)
+  %p1 = f32[3,3,1,1]{3,2,1,0} parameter(1)
+  ROOT %convolution.1 = f32[1,4,4,1]{3,2,1,0} convolution(%p0, %p1), window={size=3x3 pad=1_1x1_1}, dim_labels=b01f_01io->b01f
+}
+
+%fused_add (p0.1: f32[4,4]) -> f32[4,4] {
+  %p0.1 = f32[4,4]{1,0} parameter(0)
+  ROOT %add.2 = f32[4,4]{1,0} add(%p0.1, %p0.1)
+}
+
+ENTRY %main.3 (x: f32[4,4]) -> (f32[4,4], f32[4,4]) {
+  %x = f32[4,4]{1,0} parameter(0)
+  %transpose.4 = f32[4,4]{0,1} transpose(%x), dimensions={1,0}
+  %add_fusion = f32[4,4]{1,0} fusion(%x), kind=kLoop, calls=%fused_add
+  %conv_fusion = f32[1,4,4,1]{3,2,1,0} fusion(%x, %x), kind=kOutput, calls=%fused_conv
+  %dot.5 = f32[4,4]{1,0} dot(%x, %x), lhs_contracting_dims={1}, rhs_contracting_dims={0}
+  ROOT %tuple.6 = (f32[4,4]{1,0}, f32[4,4]{1,0}) tuple(%add_fusion, %dot.5)
+}
+"""
+
+
+def test_hlo_op_kinds_reads_what_each_fusion_computes():
+  kinds = speed.hlo_op_kinds(HLO)
+  assert kinds["conv_fusion"] == "convolution" and kinds["add_fusion"] == "elementwise"
+  assert kinds["transpose.4"] == "transpose/copy" and kinds["dot.5"] == "dot"
+  assert kinds["convolution.1"] == "convolution" and "tuple.6" not in kinds and "add.2" not in kinds
+
+
+def test_op_profile_shares_of_a_compiled_step_add_up_and_name_its_matmul(tmp_path):
+  def step(state, x):
+    y = jnp.tanh(x @ x.T) + state
+    return state + 1.0, {"y": y.sum()}
+  x = jnp.ones((256, 256))
+  compiled = jax.jit(step).lower(jnp.zeros(()), x).compile()
+  out = speed.op_profile(compiled, (jnp.zeros(()), x), steps=3, trace_dir=str(tmp_path))
+  kinds = out["kinds"]
+  assert float(out["state"]) == 3.0                        # the state went round 3 times
+  assert abs(sum(v["share"] for v in kinds.values()) - 1.0) < 1e-9
+  assert "dot" in kinds and kinds["dot"]["ops_per_step"] >= 1

@@ -38,7 +38,6 @@ which is no measurement, writes under <out>/smoke).
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import os
@@ -46,12 +45,11 @@ import time
 
 import numpy as np
 
-from experiments import benchmark
 from gen_jax.eval import tables
 
 DEFAULTS = {"parts": ["ddpm", "flows", "vae"], "out": "results/peers", "num_samples": 1000,
             "only": []}
-PARTS = ("ddpm", "flows", "vae")
+PARTS = ("ddpm", "flows", "vae", "profile")      # profile: not in the default parts
 STEPS = {"ddpm": 2000, "flows": 2000, "vae": 1000}      # training steps of both sides
 WARMUP = 10                     # steps left out of the median (compilation, caches, ActNorm init)
 MIN_TIMED = 200                 # timed steps a full run needs
@@ -120,6 +118,15 @@ COLUMNS = [("part", "part", ""), ("gen_jax", "gen_jax", ""), ("peer", "peer", ""
 def table(rows, caption=()) -> str:
   """The markdown table of the rows (`row`)."""
   return tables.markdown(COLUMNS, rows, caption)
+
+
+def profile_table(rows, caption=()) -> str:
+  """The profile part's rows as one markdown table: config, op kind, share, ops a step."""
+  flat = [{"config": r["gen_jax"], "kind": kind, **v} for r in rows for kind, v in r["kinds"].items()]
+  return tables.markdown([("config", "config", ""), ("op kind", "kind", ""),
+                          ("share of the step", "share", ".1%"), ("ops a step", "ops_per_step", ".0f")],
+                         flat, list(caption) + ["Device time of each XLA op of the compiled train "
+                                                "step (jax.profiler), grouped by what it computes."])
 
 
 def diffusers_unet_kwargs(fields, image_shape) -> dict:
@@ -418,7 +425,31 @@ def vae_part(args, warmup, smoke) -> list:
   return [row("vae", ours, peer)]
 
 
-PART_FNS = {"ddpm": ddpm_part, "flows": flows_part, "vae": vae_part}
+def profile_part(args, warmup, smoke) -> list:
+  """Where gen_jax's step spends its time: for each config of --only (default ddpm; any of
+  ddpm, glow, realnvp, vae), `speed.op_profile` of its compiled train step over 10 steps
+  (smoke: 2) after `warmup`: the share of each op kind (convolution, dot, reduce,
+  transpose/copy, elementwise fusions) and the ops of each a step. One row a config."""
+  import jax
+  from gen_jax import workdir as workdir_lib
+  from gen_jax.eval import speed
+  from gen_jax.train import loop
+  rows = []
+  for name in args.only or ["ddpm"]:
+    config = _config(name, 1)
+    run = workdir_lib.build(config)
+    batch = run.put_batch(next(host_batches(config)))
+    state = run.init_state(batch)
+    compiled = loop.jit_train_step(run).lower(state, batch, run.keys["train"]).compile()
+    for _ in range(warmup):
+      state, metrics = compiled(state, batch, run.keys["train"])
+    jax.block_until_ready(state)
+    kinds = speed.op_profile(compiled, (state, batch, run.keys["train"]), 2 if smoke else 10)["kinds"]
+    rows.append({"part": "profile", "gen_jax": f"gen_jax {name}", "kinds": kinds})
+  return rows
+
+
+PART_FNS = {"ddpm": ddpm_part, "flows": flows_part, "vae": vae_part, "profile": profile_part}
 
 
 def _version(package: str):
@@ -458,9 +489,18 @@ def run(args) -> dict:
              f"{speed.machine()}; {json.dumps(versions)}",
              f"ratio = gen_jax throughput / peer throughput (goal >= {GOAL}x at equal or "
              "better quality; quality: lower is better)."]
+  compared = [r for r in rows if r["part"] != "profile"]
+  profiled = [r for r in rows if r["part"] == "profile"]
   summary = {"command": args.command, "smoke": smoke, "versions": versions,
-             "load_avg": speed.loadavg(), "rows": rows}
-  tables.write(out, {"rows.jsonl": rows, "summary.json": summary,
-                     "table.md": table(rows, caption)})
-  args.log(table(rows, caption))
+             "load_avg": speed.loadavg(), "rows": compared}
+  files = {}
+  if compared:
+    files.update({"rows.jsonl": compared, "summary.json": summary,
+                  "table.md": table(compared, caption)})
+    args.log(table(compared, caption))
+  if profiled:
+    files.update({"profile.json": {**summary, "rows": profiled},
+                  "profile.md": profile_table(profiled, caption[:1])})
+    args.log(profile_table(profiled))
+  tables.write(out, files)
   return summary

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import time
 from typing import Callable, Iterator
 
@@ -136,3 +137,67 @@ def machine() -> str:
     cpu = platform.processor()
   return (f"{cpu or platform.machine()}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f} "
           f"(1 min) at start, jax {jax.__version__} on {jax.devices()[0].platform}")
+
+
+# HLO opcodes -> the kinds a step's profile is grouped by; a fusion takes the kind of the first
+# of KIND_ORDER its called computation contains, else "elementwise".
+OP_KINDS = {"convolution": "convolution", "dot": "dot", "reduce": "reduce",
+            "transpose": "transpose/copy", "copy": "transpose/copy"}
+KIND_ORDER = ("convolution", "dot", "reduce", "transpose", "copy")
+
+
+def hlo_op_kinds(hlo_text: str) -> dict:
+  """{instruction name: kind} of the ops of a compiled module's HLO text (`compiled.as_text()`)
+  whose opcode is a fusion or one of OP_KINDS (see KIND_ORDER for fusions)."""
+  bodies, current = {}, None
+  for line in hlo_text.splitlines():
+    if line and not line[0].isspace() and line.rstrip().endswith("{"):
+      current = line.split()[1 if line.startswith("ENTRY") else 0].lstrip("%")
+      bodies[current] = []
+    elif current is not None and " = " in line:
+      name, rhs = line.split(" = ", 1)
+      opcode = re.search(r"([a-z][\w\-]*)\(", rhs)           # after the (tuple) shape
+      bodies[current].append((name.split()[-1].lstrip("%"), opcode and opcode.group(1), rhs))
+  opcodes = {comp: {op for _, op, _ in ops} for comp, ops in bodies.items()}
+  kinds = {}
+  for ops in bodies.values():
+    for name, op, rhs in ops:
+      if op == "fusion" and "calls=" in rhs:
+        called = opcodes.get(rhs.split("calls=")[1].split(",")[0].split()[0].lstrip("%"), set())
+        found = next((k for k in KIND_ORDER if k in called), None)
+        kinds[name] = OP_KINDS[found] if found else "elementwise"
+      elif op in OP_KINDS:
+        kinds[name] = OP_KINDS[op]
+  return kinds
+
+
+def op_profile(compiled, args, steps: int = 10, trace_dir: str = "") -> dict:
+  """{kind: {"share", "ops_per_step"}} of `compiled(*args)` (an AOT-compiled function returning
+  (state, metrics), called `steps` times, feeding its state back) under `jax.profiler.trace`:
+  the device time of each op of the perfetto trace, grouped by `hlo_op_kinds`. Shares, not
+  times, are the figure: they hold under a shared CPU. Returns the state last too."""
+  import glob
+  import gzip
+  import json
+  import tempfile
+  kinds = hlo_op_kinds(compiled.as_text())
+  trace_dir = trace_dir or tempfile.mkdtemp(prefix="gen_jax_profile_")
+  state, rest = args[0], args[1:]
+  with jax.profiler.trace(trace_dir, create_perfetto_trace=True):
+    for _ in range(steps):
+      state, metrics = compiled(state, *rest)
+      jax.block_until_ready(metrics)
+  [path] = glob.glob(os.path.join(trace_dir, "plugins", "profile", "*", "perfetto_trace.json.gz"))
+  with gzip.open(path) as f:
+    events = json.load(f)
+  events = events["traceEvents"] if isinstance(events, dict) else events
+  micros, counts = {}, {}
+  for e in events:
+    kind = kinds.get(e.get("name")) if e.get("ph") == "X" else None
+    if kind:
+      micros[kind] = micros.get(kind, 0.0) + float(e.get("dur", 0.0))
+      counts[kind] = counts.get(kind, 0) + 1
+  total = sum(micros.values()) or 1.0
+  return {"kinds": {k: {"share": micros[k] / total, "ops_per_step": counts[k] / steps}
+                    for k in sorted(micros, key=micros.get, reverse=True)},
+          "state": state}
