@@ -3,7 +3,8 @@ r"""Multimodal suite: image -> text (lmm) and both directions of one model (any2
   python -m experiments.benchmark --suite=multimodal                       # digits, both parts
   python -m experiments.benchmark --suite=multimodal --parts=lmm --dataset=mnist_idx
 
-Part "lmm": experiments/configs/lmm.py:<dataset> trained (or resumed) through
+Part "lmm": experiments/configs/lmm.py:<dataset> (the ViT trained jointly) and
+lmm.py:<dataset>_classifier (the frozen classifier encoder) trained (or resumed) through
 gen_jax.workdir.train under the benchmark's rule (benchmark.train), then, on the WHOLE test
 split, for each question kind k of gen_jax.data.captions.QUESTIONS:
   * accuracy_<k>: the share of test images whose greedy answer is captions.answer(label, k)
@@ -17,7 +18,7 @@ split, for each question kind k of gen_jax.data.captions.QUESTIONS:
 Part "any2any": experiments/benchmarks/multimodal_any2any.py's `rows(args, log)`, when that
 module exists. All rows go to one table, <out>/multimodal.md and multimodal.json (out: --out,
 default results/multimodal; a run of other --dataset or --parts keeps the rows of the others),
-and <out>/<dataset>/lmm_questions.png shows test images with every question and the answer.
+and <out>/<dataset>/lmm_questions.png (lmm_classifier_questions.png) shows test images with every question and the answer.
 """
 from __future__ import annotations
 
@@ -34,7 +35,6 @@ from experiments import benchmark, gallery
 from gen_jax import data as data_lib, workdir as workdir_lib
 from gen_jax.data import captions
 from gen_jax.eval import classifier, features, speed, tables
-from gen_jax.paradigms import lmm
 
 DEFAULTS = {"out": "results/multimodal", "workdir_root": "/tmp/gen_jax_multimodal",
             "parts": ["lmm", "any2any"]}
@@ -44,14 +44,17 @@ KINDS = captions.QA_KINDS
 DIRECTIONS = ("image->text", "text->image")
 
 
-def answers(run, params, levels, question, seed=0) -> list:
-  """The lmm's greedy answers (strings) to `question` about each image (levels [N, H, W, C])."""
+def answers(run, params, inputs, question, seed=0) -> list:
+  """The model's greedy answers (strings) to `question` about each input: images (levels
+  [N, H, W, C]) for lmm, stage-1 code grids ([N, h, w]) for any2any (`sample(codes=...)`)."""
+  given = "codes" if run.info.kind == "codes" else "image"
+  text_of = importlib.import_module(f"gen_jax.paradigms.{run.config.paradigm}").text_of
   said = []
-  for start in range(0, len(levels), ANSWER_BATCH):
-    chunk = levels[start:start + ANSWER_BATCH]
-    ids = run.paradigm.sample(params, jax.random.key(seed), len(chunk), image=chunk,
-                              question=question, temperature=0.0)
-    said += lmm.text_of(run.config.model, ids)
+  for start in range(0, len(inputs), ANSWER_BATCH):
+    chunk = inputs[start:start + ANSWER_BATCH]
+    ids = run.paradigm.sample(params, jax.random.key(seed), len(chunk), question=question,
+                              temperature=0.0, **{given: chunk})
+    said += text_of(run.config.model, ids)
   return said
 
 
@@ -60,17 +63,18 @@ def share_right(said, labels, kind) -> float:
   return float(np.mean([a == captions.answer(c, kind) for a, c in zip(said, labels)]))
 
 
-def lmm_row(run, params, levels, labels, predicted, seed=0) -> tuple:
-  """(the row's metrics, {question: answers of the first PICTURES images})."""
-  noise = np.asarray(jax.random.randint(jax.random.key(seed + 1), levels.shape, 0,
-                                        run.info.num_levels), levels.dtype)
+def question_row(run, params, inputs, noise, labels, predicted=None, seed=0) -> tuple:
+  """(the image -> text metrics, {question: answers of the first PICTURES inputs}): for each
+  question kind, the accuracy on `inputs`, on `noise` in their place, chance, and (given the
+  classifier's `predicted` labels) the classifier's answers' accuracy."""
   counts = np.bincount(labels, minlength=captions.NUM_DIGITS)
   row, shown = {"num_test": int(len(labels))}, {}
   for kind, question in captions.QUESTIONS.items():
-    said = answers(run, params, levels, question, seed)
+    said = answers(run, params, inputs, question, seed)
     row[f"accuracy_{kind}"] = share_right(said, labels, kind)
-    row[f"classifier_ceiling_{kind}"] = share_right(
-        [captions.answer(c, kind) for c in predicted], labels, kind)
+    if predicted is not None:
+      row[f"classifier_ceiling_{kind}"] = share_right(
+          [captions.answer(c, kind) for c in predicted], labels, kind)
     row[f"accuracy_noise_{kind}"] = share_right(answers(run, params, noise, question, seed), labels, kind)
     row[f"chance_{kind}"] = captions.chance_accuracy(kind, counts)
     shown[question] = said[:PICTURES]
@@ -78,28 +82,40 @@ def lmm_row(run, params, levels, labels, predicted, seed=0) -> tuple:
 
 
 def lmm_rows(args, log=print) -> list:
-  """The lmm row of --dataset (see the module docstring)."""
+  """The lmm rows of --dataset, one an encoder (see the module docstring)."""
   dataset = args.dataset
-  config = importlib.import_module("experiments.configs.lmm").get_config(dataset)
-  workdir = benchmark.workdir_of(args, dataset, "lmm")
-  record = benchmark.train("lmm", config, workdir, args, log)
+  ref = classifier.reference(dataset)      # trains the project's classifier first if absent:
+  return [lmm_row_of(args, dataset + suffix, ref, log)   # the frozen encoder reads it
+          for suffix in ("", "_classifier")]
+
+
+def lmm_row_of(args, arg, ref, log=print) -> dict:
+  """lmm.py:<arg> trained (or resumed) and scored on --dataset's whole test split."""
+  dataset = args.dataset
+  config = importlib.import_module("experiments.configs.lmm").get_config(arg)
+  name = "lmm" if arg == dataset else "lmm" + arg[len(dataset):]
+  workdir = benchmark.workdir_of(args, dataset, name)
+  record = benchmark.train(name, config, workdir, args, log)
   run, state, step = workdir_lib.restore(workdir)
   params = run.sampling_params(state)
   split = data_lib.split_arrays(dataset, "test", data_dir=run.config.data_dir or None,
                                 manual_dir=run.config.manual_dir or None)
   levels, labels = np.asarray(split["image"]), np.asarray(split["label"])
-  ref = classifier.reference(dataset, data_dir=run.config.data_dir, manual_dir=run.config.manual_dir)
   predicted = ref.labels(features.levels_to_unit(levels, run.info.num_levels))
-  metrics, shown = lmm_row(run, params, levels, labels, predicted, int(args.seeds[0]))
+  seed = int(args.seeds[0])
+  noise = np.asarray(jax.random.randint(jax.random.key(seed + 1), levels.shape, 0,
+                                        run.info.num_levels), levels.dtype)
+  metrics, shown = question_row(run, params, levels, noise, labels, predicted, seed)
   encoder = run.config.model.vision_encoder
-  row = {"model": "lmm" if encoder == "vit" else f"lmm ({encoder} encoder)", "dataset": dataset, "direction": "image->text", "steps": int(step),
-         "vision_encoder": encoder, "workdir": workdir,
-         "train_s": record.get("train_wall_s"), **metrics}
+  row = {"model": "lmm" if encoder == "vit" else f"lmm ({encoder} encoder)", "dataset": dataset,
+         "direction": "image->text", "steps": int(step), "vision_encoder": encoder,
+         "workdir": workdir, "train_s": record.get("train_wall_s"), **metrics}
   gallery.questions_figure(levels[:PICTURES] / (run.info.num_levels - 1), labels[:PICTURES], shown,
-                           os.path.join(args.out, dataset, "lmm_questions.png"),
-                           f"lmm ({int(step):,} steps): test images, the question asked and the answer given")
-  log(f"[multimodal] lmm {dataset}: {json.dumps(row)}")
-  return [row]
+                           os.path.join(args.out, dataset, f"{name}_questions.png"),
+                           f"{name} ({int(step):,} steps, {encoder} encoder): test images, the "
+                           "question asked and the answer given")
+  log(f"[multimodal] {name} {dataset}: {json.dumps(row)}")
+  return row
 
 
 def any2any_rows(args, log=print) -> list:

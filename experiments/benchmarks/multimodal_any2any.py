@@ -37,13 +37,11 @@ import jax
 import numpy as np
 
 from experiments import benchmark, gallery
+from experiments.benchmarks import multimodal
 from gen_jax import data as data_lib, workdir as workdir_lib
-from gen_jax.data import captions
 from gen_jax.eval import classifier, conditional, tables
-from gen_jax.paradigms import any2any
 
-ANSWER_BATCH = 500
-PICTURES = 10          # test images in the image -> text figure
+PICTURES = multimodal.PICTURES       # test images in the image -> text figure
 
 
 def _config(name, dataset):
@@ -77,34 +75,13 @@ def test_codes(run) -> tuple:
   return np.asarray(split["codes"]), np.asarray(split["label"]), np.asarray(split["image"])
 
 
-def answers(run, params, codes, question, seed=0) -> list:
-  """any2any's greedy answers (strings) to `question` about each code grid."""
-  said = []
-  for start in range(0, len(codes), ANSWER_BATCH):
-    chunk = codes[start:start + ANSWER_BATCH]
-    ids = run.paradigm.sample(params, jax.random.key(seed), len(chunk), codes=chunk,
-                              question=question, temperature=0.0)
-    said += any2any.text_of(run.config.model, ids)
-  return said
-
-
 def image_to_text_row(run, params, seed=0) -> tuple:
-  """(the image -> text metrics, {kind: answers} of the first PICTURES test images)."""
+  """(the image -> text metrics, {question: answers of the first PICTURES test images}), the
+  noise being code grids drawn uniformly from the K codes."""
   codes, labels, _ = test_codes(run)
-  num_codes = int(run.info.num_codes)
-  noise = np.asarray(jax.random.randint(jax.random.key(seed + 1), codes.shape, 0, num_codes))
-  counts = np.bincount(labels, minlength=captions.NUM_DIGITS)
-  row, shown = {}, {}
-  for kind, question in captions.QUESTIONS.items():
-    truth = [captions.answer(c, kind) for c in labels]
-    said = answers(run, params, codes, question, seed)
-    said_noise = answers(run, params, noise, question, seed)
-    row[f"accuracy_{kind}"] = float(np.mean([a == t for a, t in zip(said, truth)]))
-    row[f"accuracy_noise_{kind}"] = float(np.mean([a == t for a, t in zip(said_noise, truth)]))
-    row[f"chance_{kind}"] = captions.chance_accuracy(kind, counts)
-    shown[kind] = said[:PICTURES]
-  row["num_test"] = int(len(labels))
-  return row, shown
+  noise = np.asarray(jax.random.randint(jax.random.key(seed + 1), codes.shape, 0,
+                                        int(run.info.num_codes)))
+  return multimodal.question_row(run, params, codes, noise, labels, seed=seed)
 
 
 def rows(args, log=print) -> list:
@@ -125,7 +102,7 @@ def rows(args, log=print) -> list:
       _, labels, images = test_codes(run)
       gallery.questions_figure(
           images[:PICTURES] / (run.info.num_levels - 1), labels[:PICTURES],
-          {captions.QUESTIONS[k]: said for k, said in shown.items()},
+          shown,
           os.path.join(out, "any2any_image_to_text.png"),
           f"any2any ({common['steps']} steps): test images, the question asked and the answer given")
     scores, pictures[f"{name} ({common['steps']} steps)"] = conditional.caption_accuracy(
