@@ -28,6 +28,16 @@ from gen_jax.errors import UserError
 from gen_jax.eval import frechet, inception
 
 REFERENCE_DIR = pathlib.Path(__file__).resolve().parent.parent / ".venv" / "test-reference"
+MISSING = ("is a test dependency: `make test` installs requirements-test.txt (torch) and "
+           "requirements-test-reference.txt (pytorch-fid, torchvision) into .venv")
+
+
+def _torch():
+  """torch, which these tests need (they fail without it rather than skip: CI must run them)."""
+  if importlib.util.find_spec("torch") is None:
+    pytest.fail(f"torch {MISSING}")
+  import torch
+  return torch
 
 
 @pytest.fixture(scope="module")
@@ -35,8 +45,7 @@ def pfi():
   """pytorch_fid.inception, imported with torchvision's package __init__ skipped (it loads
   compiled ops that the CPU torch lacks); sys.modules restored afterwards, so no other test
   sees this torchvision."""
-  torch = pytest.importorskip("torch")
-  del torch
+  _torch()
   before = set(sys.modules)
   added_path = False
   if REFERENCE_DIR.is_dir() and str(REFERENCE_DIR) not in sys.path:
@@ -45,7 +54,7 @@ def pfi():
     added_path = True
   spec = importlib.util.find_spec("torchvision")
   if spec is None or importlib.util.find_spec("pytorch_fid") is None:
-    pytest.skip("pytorch-fid not installed (make test installs requirements-test-reference.txt)")
+    pytest.fail(f"pytorch-fid {MISSING}")
   shim = types.ModuleType("torchvision")
   shim.__path__ = list(spec.submodule_search_locations)
   shim.__file__ = spec.origin
@@ -149,7 +158,7 @@ def test_grey_images_are_repeated_to_rgb(pfi, monkeypatch):
 
 @pytest.mark.parametrize("size", [(8, 13), (64, 64), (400, 333)])
 def test_resize_is_torch_bilinear_without_antialias(size):
-  torch = pytest.importorskip("torch")
+  torch = _torch()
   x = np.random.default_rng(2).random((2, *size, 3), dtype=np.float32)
   expected = torch.nn.functional.interpolate(torch.from_numpy(x).permute(0, 3, 1, 2),
                                              size=(299, 299), mode="bilinear", align_corners=False)
