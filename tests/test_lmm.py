@@ -74,14 +74,17 @@ def test_encoder_and_projector_feed_the_gpt_with_the_right_shapes():
   assert tokens.shape == (2, n, 16)
 
 
-def test_the_classifier_encoder_is_the_saved_classifiers_trunk_and_frozen(tmp_path):
+def test_the_classifier_encoder_is_the_saved_classifiers_trunk_and_frozen(tmp_path, monkeypatch):
   from gen_jax.eval import features
   from gen_jax.nets.classifier import Classifier
+  monkeypatch.setenv("GEN_JAX_CLASSIFIER_DIR", str(tmp_path / "none_here"))
+  with pytest.raises(UserError, match="train_classifier --dataset=digits") as error:
+    build(vision_encoder="classifier")                  # the default dir holds no classifier
+  assert "\n" not in str(error.value) and str(tmp_path / "none_here" / "digits") in str(error.value)
   saved = Classifier().init(jax.random.key(7), jnp.zeros((1, 8, 8, 1)))
-  features.save_classifier(str(tmp_path), saved, {"dataset": "digits"})
-  with pytest.raises(UserError, match="classifier_dir"):
-    build(vision_encoder="classifier")
-  _, paradigm = build(vision_encoder="classifier", classifier_dir=str(tmp_path))
+  features.save_classifier(str(tmp_path / "digits"), saved, {"dataset": "digits"})
+  monkeypatch.setenv("GEN_JAX_CLASSIFIER_DIR", str(tmp_path))
+  _, paradigm = build(vision_encoder="classifier")      # classifier_dir "" = the default dir
   batch = batch_of(4)
   params = paradigm.init(jax.random.key(0), batch)
   assert paradigm.non_trainable == ("frozen_encoder",) and "encoder" not in params

@@ -28,7 +28,7 @@ import numpy as np
 
 from gen_jax.eval import frechet
 from gen_jax.eval import precision_recall as pr_lib
-from gen_jax.nets.classifier import Classifier
+from gen_jax.nets.classifier import Classifier, default_classifier_dir  # noqa: F401 (re-exported)
 
 META_FILE = "classifier.json"
 PARAMS_DIR = "params"
@@ -37,13 +37,6 @@ PARAMS_DIR = "params"
 def levels_to_unit(levels, num_levels: int) -> np.ndarray:
   """uint8/int levels 0..L-1 -> float32 in [0, 1] (level k -> k / (L - 1))."""
   return np.asarray(levels, np.float32) / np.float32(num_levels - 1)
-
-
-def default_classifier_dir(dataset: str) -> str:
-  """Where benchmarks look for the classifier of `dataset`:
-  $GEN_JAX_CLASSIFIER_DIR/<dataset>, else ~/.cache/gen_jax/classifiers/<dataset>."""
-  root = os.environ.get("GEN_JAX_CLASSIFIER_DIR") or os.path.expanduser("~/.cache/gen_jax/classifiers")
-  return os.path.join(root, dataset.replace("/", "_"))
 
 
 def _module_from_meta(meta) -> Classifier:

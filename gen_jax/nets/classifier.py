@@ -16,10 +16,19 @@ compute_dtype: the sample metrics do not depend on it.
 """
 from __future__ import annotations
 
+import os
 from typing import Sequence
 
 import flax.linen as nn
 import jax.numpy as jnp
+
+
+def default_classifier_dir(dataset: str) -> str:
+  """Where the project keeps the classifier of `dataset` (the benchmarks' FD / label classifier,
+  and lmm's frozen encoder): $GEN_JAX_CLASSIFIER_DIR/<dataset>, else
+  ~/.cache/gen_jax/classifiers/<dataset>."""
+  root = os.environ.get("GEN_JAX_CLASSIFIER_DIR") or os.path.expanduser("~/.cache/gen_jax/classifiers")
+  return os.path.join(root, dataset.replace("/", "_"))
 
 
 class Classifier(nn.Module):

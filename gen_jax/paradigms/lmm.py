@@ -9,7 +9,8 @@ that reads the projected image tokens before the question and writes the answer.
                       arXiv:2010.11929; gen_jax.nets.vit), trained jointly;
         "classifier": the project's trained digit classifier's conv trunk
                       (gen_jax.nets.classifier, its last stride-2 feature map, one token a
-                      cell), read from `classifier_dir` and FROZEN as LLaVA freezes CLIP: its
+                      cell), read from `classifier_dir` (default: the one the benchmarks
+                      train and score with, `default_classifier_dir`) and FROZEN as LLaVA freezes CLIP: its
                       weights sit under params["frozen_encoder"] (the paradigm's
                       `non_trainable`: no optimizer step) and v = stop_gradient(E(x)).
     c = P(v) = W_2 gelu(W_1 v)    [B, N, D]     projector (LLaVA-1.5's two-layer MLP)
@@ -64,7 +65,7 @@ import numpy as np
 import gen_jax.data.captions as captions
 from gen_jax.errors import UserError
 from gen_jax.losses import nll as nll_lib
-from gen_jax.nets.classifier import Classifier
+from gen_jax.nets.classifier import default_classifier_dir
 from gen_jax.nets.transformer import Transformer
 from gen_jax.nets.vit import ViT
 from gen_jax.paradigms.base import Paradigm, parse_model_config
@@ -83,7 +84,9 @@ class Fields(TransformerFields):
   vit_width: int = 64
   vit_depth: int = 2
   vit_heads: int = 4
-  classifier_dir: str = ""           # "classifier": a trained classifier's folder (its params/)
+  classifier_dir: str = ""           # "classifier": a trained classifier's folder (its params/);
+                                     # "" = the project's classifier of the dataset
+                                     # (gen_jax.nets.classifier.default_classifier_dir)
   max_shift: int = 0                 # training images shifted by up to this many pixels (0: none)
   caption_level: str = "word"        # word | char: the question/answer vocabulary
   temperature: float = 0.0           # default sampling temperature (0 = greedy)
@@ -137,16 +140,16 @@ def answer_nll(logits, targets, question_len: int):
   return nll_lib.next_token_nll(logits, jnp.where(is_answer, targets, 0), is_answer)
 
 
-def load_trunk(classifier_dir: str):
+def load_trunk(classifier_dir: str, dataset: str = "digits"):
   """The conv trunk's params (stem, down_i, mix_i) of the classifier saved in `classifier_dir`
   (gen_jax.eval.features.save_classifier: Orbax `params/` and classifier.json)."""
   import orbax.checkpoint as ocp
   path = os.path.join(os.path.abspath(classifier_dir), "params")
-  if not classifier_dir or not os.path.isdir(path):
-    raise UserError(f"vision_encoder='classifier' reads a trained classifier: model.classifier_dir="
-                    f"{classifier_dir!r} holds none (no params/). Train one with `python -m "
-                    "experiments.train_classifier --dataset=digits --workdir=DIR` and set "
-                    "--config.model.classifier_dir=DIR.")
+  if not os.path.isdir(path):
+    raise UserError(f"vision_encoder='classifier' reads a trained {dataset} classifier, and "
+                    f"{classifier_dir} holds none (no params/): train it with `python -m "
+                    f"experiments.train_classifier --dataset={dataset} --workdir={classifier_dir}` "
+                    "or set --config.model.classifier_dir to a trained classifier's folder.")
   checkpointer = ocp.StandardCheckpointer()
   params = checkpointer.restore(path)["params"]
   checkpointer.close()
@@ -172,7 +175,7 @@ def make(model_config, info) -> Paradigm:
   frozen = f.vision_encoder == "classifier"
   if frozen:
     encoder = ClassifierTrunk()
-    trunk = load_trunk(f.classifier_dir)             # read here, outside any jit
+    trunk = load_trunk(f.classifier_dir or default_classifier_dir(info.name), info.name)  # outside jit
     num_image_tokens = (-(-h // 4)) * (-(-w // 4))    # two stride-2 'SAME' stages
   else:
     encoder = ViT(f.patch_size, f.vit_width, f.vit_depth, f.vit_heads)
