@@ -39,18 +39,19 @@ from gen_jax.eval import tables
 
 # Families in the order the gallery shows them; a paradigm module maps to one family.
 FAMILIES = {
-    "latent_variable": ("vae", "vqvae"),
+    "latent_variable": ("vae", "vqvae", "msvq"),
     "autoregressive": ("gpt", "pixel_ar"),
     "flow": ("realnvp", "glow", "flow2d"),
-    "diffusion": ("ddpm", "score_sde", "edm", "flow_matching"),
+    "diffusion": ("ddpm", "score_sde", "edm", "flow_matching", "dit", "consistency"),
     "adversarial": ("gan", "cgan"),
-    "hybrid": ("vq_gpt", "maskgit", "latent_diffusion", "text2image"),
+    "hybrid": ("vq_gpt", "var", "maskgit", "latent_diffusion", "text2image"),
     "multimodal": ("any2any", "lmm"),
 }
 NUM_SAMPLES, NUM_COLUMNS = 100, 10
 # What a panel shows where it is not the model's own samples, written under its title.
 NOTES = {"vqvae": "decoded uniformly random codes: a VQ-VAE has no prior of its own "
-                  "(vq_gpt, maskgit and text2image learn one)"}
+                  "(vq_gpt, maskgit and text2image learn one)",
+         "msvq": "decoded uniformly random token maps: var learns their prior"}
 TEXT_SAMPLES, TEXT_TOKENS = 4, 400
 # One titled picture per paradigm ({label: uint8 [H, W, 3]}), side by side, as a PNG.
 family_figure = functools.partial(tables.panels_figure, size=(3.2, 3.6), dpi=110, fontsize=10)

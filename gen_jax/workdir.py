@@ -16,6 +16,9 @@ A two-stage run (`config.dataset = "encoded"`) names a finished stage-1 run in
 it (`load_stage1` -> `Stage1`), hands it to the data layer, which encodes the
 stage-1 dataset once and caches it under the stage 1's fingerprint, and records
 the fingerprint in `stage1.json` so that a retrained stage 1 is never mixed in.
+A config on a dataset of its own may name a run in `config.stage1` too (a teacher:
+consistency distillation's edm run): it is loaded the same way, needs no encoder, and
+reaches the paradigm as `info.stage1` (`stage1_of`).
 
 `config.dataset = "synthetic"` trains on random batches made on device, shaped like
 `config.synthetic_like` (`gen_jax.data.synthetic`, `train_batches`), to measure a step's speed
@@ -271,6 +274,11 @@ def check_expected(saved_config, expect, workdir: str) -> None:
           f"config.stage1.{field}={value!r} but the stage-1 run {workdir} has no field {field}: it "
           f"is not the kind of run this stage-2 config expects. Point --config.stage1.workdir at a "
           f"run trained with {field}={value!r}.")
+    if field == "paradigm" and saved[field] != value:   # no setting makes another family fit
+      raise UserError(
+          f"The stage-1 run {workdir} was trained with paradigm={saved[field]!r}, but this config "
+          f"needs a stage 1 with paradigm={value!r}: point --config.stage1.workdir at a run of "
+          f"experiments/configs/{value}.py.")
     if saved[field] != value:
       raise UserError(
           f"The stage-1 run {workdir} was trained with {field}={saved[field]!r}, but this stage-2 "
@@ -309,11 +317,6 @@ def _load_stage1(workdir: str, step: int, mtime: float) -> Stage1:
   run, state, step = restore(workdir, step=step, mesh="data=-1,fsdp=1")
   params = jax.tree.map(lambda a: np.asarray(a.addressable_data(0)), run.sampling_params(state))
   config = run.config
-  for name in ("encode", "decode", "decoder_log_likelihood"):
-    if getattr(run.paradigm, name) is None:
-      raise UserError(f"The stage-1 run {workdir} trained paradigm {config.paradigm!r}, which has no "
-                      f"`{name}`: it cannot serve as a tokenizer. Use a vqvae (codes) or vae "
-                      "(latents) run as stage 1.")
   kept = {k: v for k, v in flat_dict(normalized(config)).items()
           if k.split(".")[0] not in RELAUNCH_FIELDS}
   digest = hashlib.sha256(json.dumps([kept, step], sort_keys=True).encode())
@@ -322,7 +325,17 @@ def _load_stage1(workdir: str, step: int, mtime: float) -> Stage1:
                 params=params, step=int(step), fingerprint=digest.hexdigest())
 
 
-def load_stage1(workdir: str, step: Optional[int] = None, expect=None) -> Stage1:
+def _check_tokenizer(stage1: Stage1) -> None:
+  """A stage 1 whose codes are a stage 2's data must encode and decode."""
+  for name in ("encode", "decode", "decoder_log_likelihood"):
+    if getattr(stage1.paradigm, name) is None:
+      raise UserError(f"The stage-1 run {stage1.workdir} trained paradigm {stage1.config.paradigm!r}, "
+                      f"which has no `{name}`: it cannot serve as a tokenizer. Use a vqvae (codes) "
+                      "or vae (latents) run as stage 1.")
+
+
+def load_stage1(workdir: str, step: Optional[int] = None, expect=None,
+                tokenizer: bool = True) -> Stage1:
   """The finished stage-1 run in `workdir` (cached per process).
 
   Args:
@@ -332,6 +345,8 @@ def load_stage1(workdir: str, step: Optional[int] = None, expect=None) -> Stage1
       that finishes it).
     expect: `config.stage1` of a stage-2 config: its fields (but workdir and
       step) must equal the stage-1 saved config's (`check_expected`).
+    tokenizer: the run must encode and decode (its codes are the stage-2 data); False for
+      a teacher (consistency distillation's edm run), whose params the paradigm uses.
   """
   expect = normalized(expect or {})
   workdir = os.path.abspath(os.path.expanduser(workdir or ""))
@@ -354,14 +369,22 @@ def load_stage1(workdir: str, step: Optional[int] = None, expect=None) -> Stage1
         f"{saved.num_train_steps}. Finish it by relaunching `{_train_command(workdir, saved)}` "
         f"(it resumes){f', or set --config.stage1.step={steps[-1]} to use that checkpoint' if steps else ''}.")
   mtime = os.path.getmtime(os.path.join(workdir, "checkpoints", str(want)))
-  return _load_stage1(workdir, want, mtime)
+  stage1 = _load_stage1(workdir, want, mtime)
+  if tokenizer:
+    _check_tokenizer(stage1)
+  return stage1
 
 
 def stage1_of(config) -> Optional[Stage1]:
-  """The loaded stage-1 run of a two-stage config (`dataset="encoded"`), else None."""
-  if config.dataset != "encoded":
-    return None
+  """The loaded stage-1 run of a two-stage config: of `dataset="encoded"` (a tokenizer, whose
+  codes are the data), or of a config on a dataset of its own that names a run in
+  config.stage1.workdir (a teacher: consistency distillation's edm run, which reaches the
+  paradigm as `info.stage1`); else None."""
   stage1 = config.get("stage1")
+  if config.dataset != "encoded":
+    if not stage1 or not stage1.get("workdir"):
+      return None
+    return load_stage1(stage1["workdir"], stage1.get("step", 0), expect=stage1, tokenizer=False)
   if not stage1 or not stage1.get("workdir"):
     raise UserError("Dataset 'encoded' is a stage-1 run's codes: it needs config.stage1.workdir "
                     "(see experiments.configs.common.stage1_config). Set --config.stage1.workdir "

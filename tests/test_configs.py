@@ -39,11 +39,14 @@ ARGS = {
     "gpt": ("shakespeare_small", "shakespeare", "text_file", "owt_124m"),
     "latent_diffusion": ("digits", "mnist_idx"), "maskgit": ("digits", "mnist_idx"),
     "vq_gpt": ("digits", "mnist_idx"), "text2image": ("digits", "mnist_idx"),
-    "any2any": ("digits", "mnist_idx"), "lmm": ("digits", "mnist_idx"),
+    "any2any": ("digits", "mnist_idx"),
+    "lmm": ("digits", "mnist_idx", "digits_classifier", "mnist_idx_classifier"),
     "dit": ("digits", "mnist_idx", "digits_cond", "mnist_idx_cond"),
+    "consistency": ("digits", "mnist_idx", "digits_ct", "mnist_idx_ct"),
     "mdlm": ("shakespeare_small", "text_file"),
     "pixel_ar": ("digits", "mnist_idx"), "vae": ("digits", "mnist_idx", "mnist", "cifar10"),
     "vqvae": ("digits", "mnist_idx", "mnist", "cifar10"),
+    "msvq": ("digits", "mnist_idx"), "var": ("digits", "mnist_idx"),
 }
 
 # sha256 (first 16 hex digits) of "<file>:<arg>=<json.dumps(config.to_dict(), sort_keys=True)>"
@@ -60,8 +63,9 @@ DIGESTS = {
     "pixel_ar": "4724308df8b80370", "realnvp": "73f3dee80ed76bfd",
     "score_sde": "819667cb4ae66fe9", "text2image": "6afd65ef4a058a4a",
     "any2any": "fda08a97a4d622cd", "dit": "dfe56f82d98900b5", "mdlm": "dfff61ab2465dde7",
-    "lmm": "a402fd8aeb4e5c9c",
+    "lmm": "b3cb8c7142f1a503", "consistency": "a8643c86f51e8ecf",
     "vae": "ec96364e7c106fc2", "vq_gpt": "ed3e6c8f7d2d4691", "vqvae": "5331ad6d73e3a473",
+    "msvq": "3f69bfb450e47446", "var": "567a0422e243580e",
 }
 
 
@@ -170,6 +174,11 @@ INFOS = {   # one config arg of each file and a dataset description it builds on
     **{name: DatasetInfo("encoded", "codes", (4, 4), num_levels=17, num_classes=10,
                          num_codes=64, image_shape=(8, 8, 1), stage1=_STAGE1)
        for name in ("vq_gpt", "maskgit", "text2image", "any2any")},
+    "msvq": _DIGITS,
+    "var": DatasetInfo("encoded", "codes", (85,), num_levels=17, num_classes=10, num_codes=64,
+                       image_shape=(8, 8, 1), stage1=types.SimpleNamespace(
+                           config=ml_collections.ConfigDict(dict(paradigm="msvq", model={})),
+                           info=_DIGITS, params=None, **vars(_STAGE1))),
     "latent_diffusion": DatasetInfo("encoded", "latents", (16,), num_levels=17, num_classes=10,
                                     image_shape=(8, 8, 1), stage1=_STAGE1,
                                     latent_mean=(0.0,) * 16, latent_std=(1.0,) * 16),

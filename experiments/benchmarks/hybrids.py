@@ -3,16 +3,19 @@ r"""Hybrids suite: the tokenizers, the priors over their codes, text to image.
   python -m experiments.benchmark --suite=hybrids                       # digits -> results/hybrids/digits
   python -m experiments.benchmark --suite=hybrids --dataset=mnist_idx   # mnist10k (needs ../shared/data/mnist)
   python -m experiments.benchmark --suite=hybrids --steps=50 --num_samples=200 --out=/tmp/h   # a quick look
+  python -m experiments.benchmark --suite=hybrids --only=vq_gpt,var --out=results/emerging/var_hybrids
+      # next-scale (var on msvq) against raster-order (vq_gpt on vqvae): FD, bound, samples/s
 
 The stage-2 configs PRIORS and TEXT2IMAGE (or --only), each after its stage 1 (found and
-shared as the quality suite does: here vqvae.py and vae.py), trained from their own config
+shared as the quality suite does: here vqvae.py, msvq.py and vae.py), trained from their own config
 files (or --steps, --budget_minutes) by the driver's rule; --workdir=NAME=DIR,... gives
 finished runs (stage 2 or stage 1) scored as they are. On the test split:
   * tokenizers: reconstruction bits/dim, MSE and FD, a VQ-VAE's code usage
     (`gen_jax.eval.reconstruction.stage1_scores`);
   * priors: test bits/dim where the paradigm has one (vq_gpt: -log p(x | z_q(x)) -
-    log p(z_q(x)), a bound), FD, precision, recall, samples/s after compilation in one run and
-    batch size, NFE (the sampler's count; vq_gpt, which reports none: a KV-cached call a code);
+    log p(z_q(x)), a bound; var the same over its msvq token maps), FD, precision, recall,
+    samples/s after compilation in one run and batch size, NFE (the sampler's count: var's K
+    scales; vq_gpt, which reports none: a KV-cached call a code);
   * text2image: for each digit and caption template (gen_jax.data.captions) images drawn from
     the prompt, the share the classifier labels as that digit (issue 8's target: >= 80%), FD.
 Writes `<out>/table.{md,json}` and `samples.png` (test images, reconstructions, samples).
@@ -31,7 +34,7 @@ from experiments import benchmark
 from gen_jax import workdir as workdir_lib
 from gen_jax.eval import classifier, conditional, evaluators, reconstruction, speed, tables
 
-PRIORS = ("vq_gpt", "maskgit", "latent_diffusion")
+PRIORS = ("vq_gpt", "maskgit", "latent_diffusion", "var")
 TEXT2IMAGE = "text2image"
 SPEED_BATCH = 250
 

@@ -34,6 +34,7 @@ from __future__ import annotations
 from gen_jax.errors import UserError
 
 import contextlib
+import dataclasses
 import fcntl
 import math
 import os
@@ -281,10 +282,15 @@ def get_info(name: str, *, data_dir: Optional[str] = None, manual_dir: Optional[
 
   For text, `shape = (seq_len + 1,)`, `vocab` holds the characters in token order, and
   `num_examples[split]` counts the evaluation windows of `eval_batches` ('test' = 'validation').
+  A `stage1` given with a dataset other than "encoded" (a teacher, e.g. consistency
+  distillation's edm run) is carried in `info.stage1` for the paradigm; the data are untouched.
   """
   preprocess_lib.check_preprocess(preprocess)
   builder = load_builder(name, data_dir=data_dir, manual_dir=manual_dir, stage1=stage1)
-  return _info_from_builder(name, builder, preprocess, seq_len)
+  info = _info_from_builder(name, builder, preprocess, seq_len)
+  if stage1 is not None and info.stage1 is None:
+    info = dataclasses.replace(info, stage1=stage1)
+  return info
 
 
 # ------------------------------------------------------------ split arrays ---

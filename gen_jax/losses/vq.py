@@ -10,6 +10,8 @@ codebook loss) moves the codebook by gradient descent; alternatively the
 codebook is the exponential moving average of the encoder outputs assigned to
 each entry (ibid., Appendix A.1), with dead codes restarted at encoder outputs
 (Dhariwal et al. 2020, Jukebox, arXiv:2005.00341, Sec. 3.3 "random restarts").
+A multi-scale residual quantiser (VAR, arXiv:2404.02905) averages the codebook and
+commitment terms over its scales' partial sums (`multiscale_vq_loss`).
 """
 from __future__ import annotations
 
@@ -76,3 +78,32 @@ def restart_dead_codes(rng, ema_count, ema_sum, codebook, z, threshold: float):
   ema_sum = jnp.where(dead[:, None], pick, ema_sum)
   ema_count = jnp.where(dead, 1.0, ema_count)
   return ema_count, ema_sum, codebook, dead
+
+
+def ema_codebook_step(rng, codebook: dict, z, indices, decay: float, threshold: float) -> dict:
+  """The codebook params {"embedding", "ema_count", "ema_sum"} after one `ema_codebook_update`
+  from encoder outputs z [..., D] and their codes `indices` [...], then `restart_dead_codes`
+  when `threshold` > 0: a VQ paradigm's `post_update`."""
+  count, total, embedding = ema_codebook_update(codebook["ema_count"], codebook["ema_sum"], z,
+                                                indices, decay)
+  if threshold > 0:
+    count, total, embedding, _ = restart_dead_codes(rng, count, total, embedding, z, threshold)
+  return {"embedding": embedding, "ema_count": count, "ema_sum": total}
+
+
+def multiscale_vq_loss(f, partial_sums):
+  r"""The quantiser terms of a multi-scale residual VQ-VAE (VAR, Tian et al. 2024,
+  arXiv:2404.02905, Sec. 3.2; as its VectorQuantizer2, averaged over the K scales):
+
+      codebook   = (1/K) sum_k ||sg[f] - f_hat_k||^2,
+      commitment = (1/K) sum_k ||f - sg[f_hat_k]||^2,
+
+  f_hat_k = sum_{j<=k} phi_j(up(z(r_j))) the partial sums (`gen_jax.nets.vq.multiscale_quantize`).
+  The codebook term trains the codebook and the phi_k (whose only gradient it is: the decoder
+  reads f_hat with straight-through gradients to f); the commitment term the encoder.
+  f [B, h, w, D], partial_sums [K x [B, h, w, D]] -> (codebook [B], commitment [B]).
+  """
+  num = len(partial_sums)
+  codebook = sum(codebook_loss(f, f_hat_k) for f_hat_k in partial_sums) / num
+  commitment = sum(commitment_loss(f, f_hat_k) for f_hat_k in partial_sums) / num
+  return codebook, commitment

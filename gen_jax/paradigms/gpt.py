@@ -143,6 +143,21 @@ def _check_sampling_options(temperature, top_k, top_p):
     raise UserError(f"top_p must be in (0, 1] or None, got {top_p}.")
 
 
+def sample_labels(num: int, label, conditional: bool, num_starts: int) -> np.ndarray:
+  """int32 [num]: the class of each sample of a class-conditional AR model (its start token is
+  base + class): `label` (an int or [num] ints) for all, else 0..num_starts-1 in turn; zeros for
+  an unconditional model, which refuses label=."""
+  if label is not None and not conditional:
+    raise UserError("label= needs a model trained with model.class_conditional=True.")
+  if not conditional:
+    return np.zeros((num,), np.int32)
+  labels = (np.arange(num) % num_starts if label is None
+            else np.broadcast_to(np.asarray(label, np.int32), (num,)))
+  if np.any((labels < 0) | (labels >= num_starts)):
+    raise UserError(f"label must be in 0..{num_starts - 1}, got {label}.")
+  return labels.astype(np.int32)
+
+
 def encode(text: str, vocab: str) -> np.ndarray:
   """Characters -> int32 token ids; ValueError naming characters not in the vocabulary."""
   index = {ch: i for i, ch in enumerate(vocab)}

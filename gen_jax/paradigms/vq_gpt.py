@@ -35,7 +35,8 @@ import numpy as np
 
 from gen_jax.errors import UserError
 from gen_jax.paradigms.base import Paradigm, parse_model_config
-from gen_jax.paradigms.gpt import ArCore, TransformerFields, _check_sampling_options, make_model
+from gen_jax.paradigms.gpt import (ArCore, TransformerFields, _check_sampling_options, make_model,
+                                   sample_labels)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -90,14 +91,7 @@ def make(model_config, info) -> Paradigm:
              top_p: Optional[float] = None, label: Optional[int] = None):
     """float32 [num, H, W, C] in [0, 1]: codes from the prior, decoded by stage 1."""
     _check_sampling_options(temperature, top_k, top_p)
-    if label is not None and not conditional:
-      raise UserError("label= needs a model trained with model.class_conditional=True.")
-    labels = np.zeros((num,), np.int32)
-    if conditional:
-      labels = (np.arange(num) % num_starts if label is None
-                else np.broadcast_to(np.asarray(label, np.int32), (num,)))
-      if np.any((labels < 0) | (labels >= num_starts)):
-        raise UserError(f"label must be in 0..{num_starts - 1}, got {label}.")
+    labels = sample_labels(num, label, conditional, num_starts)
     prompt = jnp.asarray((num_codes + labels.astype(np.int32))[:, None])
     tokens, _ = core.decode(params, prompt, rng, n, float(temperature), top_k, top_p)
     return stage1.decode(tokens[:, 1:].reshape(num, *grid))

@@ -141,13 +141,8 @@ def make(model_config, info) -> Paradigm:
     """EMA codebook step (and restarts) from this batch's encoder outputs."""
     z_e, codes, _ = quantize(params, batch["image"])
     z_e = jax.lax.stop_gradient(z_e)
-    cb = params["codebook"]
-    count, total, embedding = vq_lib.ema_codebook_update(cb["ema_count"], cb["ema_sum"], z_e,
-                                                         codes, decay)
-    if threshold > 0:
-      count, total, embedding, _ = vq_lib.restart_dead_codes(rng, count, total, embedding, z_e,
-                                                             threshold)
-    return {**params, "codebook": {"embedding": embedding, "ema_count": count, "ema_sum": total}}
+    return {**params, "codebook": vq_lib.ema_codebook_step(rng, params["codebook"], z_e, codes,
+                                                           decay, threshold)}
 
   def encode(params, x_levels):
     """Images (levels) -> int32 codes [B, h, w]."""

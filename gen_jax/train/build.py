@@ -114,7 +114,9 @@ def build(config, *, stage1=None, info=None, paradigm=None) -> Run:
 
   Args:
     config: a gen_jax config (`experiments/configs/*.py`).
-    stage1: the loaded stage-1 run of a two-stage config (`gen_jax.workdir.Stage1`).
+    stage1: the loaded stage-1 run of a two-stage config (`gen_jax.workdir.Stage1`): the
+      tokenizer of an "encoded" dataset, or a teacher beside the run's own dataset (consistency
+      distillation), which the paradigm reads from `info.stage1`.
     info: the dataset's `DatasetInfo` (default: read from the dataset).
     paradigm: a `Paradigm` to train instead of the one `config.paradigm` names.
 
@@ -131,6 +133,8 @@ def build(config, *, stage1=None, info=None, paradigm=None) -> Run:
       info = synthetic_lib.synthetic_info(config.get("synthetic_like", ""), **kwargs)
     else:
       info = data_lib.get_info(config.dataset, **kwargs)
+  if stage1 is not None and info.stage1 is None:   # a teacher beside the run's own data
+    info = dataclasses.replace(info, stage1=stage1)
   if paradigm is None:
     paradigm = load_paradigm(config, info)
   policy = policy_lib.from_config(config)
