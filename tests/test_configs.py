@@ -62,7 +62,7 @@ DIGESTS = {
     "latent_diffusion": "9377601a632ac6a3", "maskgit": "82700b081dec8e00",
     "pixel_ar": "4724308df8b80370", "realnvp": "73f3dee80ed76bfd",
     "score_sde": "819667cb4ae66fe9", "text2image": "6afd65ef4a058a4a",
-    "any2any": "fda08a97a4d622cd", "dit": "dfe56f82d98900b5", "mdlm": "dfff61ab2465dde7",
+    "any2any": "b09264523448912d", "dit": "dfe56f82d98900b5", "mdlm": "dfff61ab2465dde7",
     "lmm": "b3cb8c7142f1a503", "consistency": "a8643c86f51e8ecf",
     "vae": "ec96364e7c106fc2", "vq_gpt": "ed3e6c8f7d2d4691", "vqvae": "5331ad6d73e3a473",
     "msvq": "3f69bfb450e47446", "var": "567a0422e243580e",
